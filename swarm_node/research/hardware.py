@@ -1,0 +1,87 @@
+"""What this machine is, and which tier of the swarm it joins.
+
+Detection runs torch in a subprocess (the node itself never initialises CUDA: training happens
+in the runner's subprocess, and a CUDA context in the node would only cost memory).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+
+from ..assets import load_config
+
+_PROBE = r"""
+import json, torch
+info = {"accelerator": "cpu", "device_name": "", "memory_gb": 0.0}
+if torch.cuda.is_available():
+    p = torch.cuda.get_device_properties(0)
+    info = {"accelerator": "cuda", "device_name": p.name, "memory_gb": p.total_memory / 2**30}
+elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    info = {"accelerator": "mps", "device_name": "Apple MPS", "memory_gb": 0.0}
+info["torch"] = torch.__version__
+print(json.dumps(info))
+"""
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    accelerator: str  # cpu | cuda | mps
+    device_name: str
+    memory_gb: float  # accelerator memory (0 for cpu/mps)
+    cpu_cores: int
+    ram_gb: float
+    torch: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    description: str
+    role: str
+    budget: int
+    baseline: dict  # hyperparameter overrides applied to the target's train.py at start
+
+
+def _ram_gb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return 0.0
+
+
+def detect() -> HardwareProfile:
+    try:
+        out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
+                             timeout=120, check=True).stdout
+        info = json.loads(out.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, ValueError, IndexError) as exc:
+        raise RuntimeError(f"could not probe the hardware with torch: {exc}") from exc
+    return HardwareProfile(accelerator=info["accelerator"], device_name=info["device_name"],
+                           memory_gb=round(info["memory_gb"], 1), cpu_cores=os.cpu_count() or 1,
+                           ram_gb=round(_ram_gb(), 1), torch=info["torch"])
+
+
+def tiers() -> dict[str, Tier]:
+    return {name: Tier(name=name, description=t["description"], role=t["role"],
+                       budget=int(t["budget"]), baseline=dict(t.get("baseline", {})))
+            for name, t in load_config("tiers")["tiers"].items()}
+
+
+def pick_tier(profile: HardwareProfile, override: str | None = None) -> Tier:
+    known = tiers()
+    if override:
+        if override not in known:
+            raise ValueError(f"unknown tier {override!r}; known tiers: {', '.join(known)} (configs/tiers.toml)")
+        return known[override]
+    for name, spec in load_config("tiers")["tiers"].items():
+        match = spec.get("match", {})
+        if profile.accelerator in match.get("accelerator", "cpu").split("|") and \
+                profile.memory_gb >= match.get("min_memory_gb", 0):
+            return known[name]
+    return known["cpu"]

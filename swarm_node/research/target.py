@@ -1,0 +1,54 @@
+"""A research target seen from the node: its files, its corpus, its benchmark key.
+
+The node never imports the target. It asks the target's own prepare.py (run as a script) to find
+and hash-check the corpus, so the lookup and the pinned hash live in one place.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .workspace import file_sha256
+
+
+class CorpusError(RuntimeError):
+    """The corpus is missing or does not match its hash; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Corpus:
+    path: Path
+    sha256: str
+    name: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    dir: Path
+
+    @property
+    def prepare_sha256(self) -> str:
+        return file_sha256(self.dir / "prepare.py")
+
+    def resolve_corpus(self, data: str | os.PathLike | None, home: Path) -> Corpus:
+        cmd = [sys.executable, str(self.dir / "prepare.py"), "--resolve"]
+        if data:
+            cmd += ["--data", str(Path(data).expanduser().resolve())]
+        env = {**os.environ, "SWARM_NODE_HOME": str(home)}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        if proc.returncode != 0:
+            message = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+            raise CorpusError(message)
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+        return Corpus(path=Path(info["path"]), sha256=info["sha256"], name=info["name"], bytes=info["bytes"])
+
+
+def bench_key(target: str, corpus_sha256: str, budget: float, tier: str) -> dict:
+    """Only experiments with the same key are ever compared."""
+    return {"target": target, "corpus": corpus_sha256, "budget": int(round(budget)), "tier": tier}
