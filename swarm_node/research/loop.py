@@ -176,7 +176,7 @@ class ResearchLoop:
     def _context(self) -> ProposalContext:
         source = self.workspace.read_train()
         return ProposalContext(head_source=source, head_hparams=read_block(source),
-                               head_val_bpb=self.head.val_bpb, role=self.settings.role,
+                               head_val_bpb=self.head.val_bpb, role=self.settings.role, tier=self.settings.tier,
                                search_space=self.settings.space, history=self.history(),
                                program=self.settings.program, transfers=list(self.transfers),
                                known_states=self.known_states(), rng=self.rng)

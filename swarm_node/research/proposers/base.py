@@ -42,6 +42,7 @@ class ProposalContext:
     search_space: dict  # name -> {"choices": [...]} or {"min": x, "max": y, "kind": "float|int|log"}
     history: list[PastExperiment]
     program: str = ""  # program.md, for LLM proposers
+    tier: str = ""
     transfers: list[TransferCandidate] = field(default_factory=list)
     known_states: set[str] = field(default_factory=set)  # measured or claimed anywhere: do not repeat
     rng: random.Random = field(default_factory=random.Random)

@@ -65,7 +65,7 @@ class ClaudeProposer:
             raise ProposerError(f"cannot read train.py's hyperparameter block: {exc}") from exc
         head_state = state_of(ctx.head_source)
         tools = self._tools(head_block, ctx.search_space)
-        system = system_prompt(ctx, tier=getattr(ctx, "tier", None) or self.tier, allow_code=self.allow_code)
+        system = system_prompt(ctx, tier=ctx.tier or self.tier, allow_code=self.allow_code)
         messages: list[dict] = [{"role": "user", "content": user_message(ctx, head_block)}]
         for attempt in range(2):
             reply = self._ask(system, messages, tools)
