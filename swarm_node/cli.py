@@ -39,6 +39,12 @@ def _research_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     g.add_argument("--threads", type=int, help="torch threads per training run (default: torch's choice)")
     g.add_argument("--seed", type=int, default=0, help="seed of the proposers' random choices")
+    g.add_argument("--timeout-margin", type=float, metavar="S", help="wall seconds a run may take beyond "
+                   "its budget (start-up, evaluation) before it is killed as hung; default 60 + budget/4")
+    g.add_argument("--memory-limit", type=float, default=8.0, metavar="GB",
+                   help="address-space limit of a CPU training run (default 8; 0 for none)")
+    g.add_argument("--target", default="tinygpt", help="research target: a shipped name or a folder with "
+                   "prepare.py and train.py (autoresearch style); default tinygpt")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -96,7 +102,8 @@ def _options(args):
     from .research.session import Options
     return Options(home=args.home, data=args.data, budget=args.budget, tier=args.tier,
                    proposer=args.proposer, policy=args.policy, sigma=args.sigma, min_delta=args.min_delta,
-                   device=args.device, threads=args.threads, seed=args.seed)
+                   device=args.device, threads=args.threads, seed=args.seed, target=args.target,
+                   margin=args.timeout_margin, memory_limit_gb=args.memory_limit or None)
 
 
 def cmd_run(args) -> int:

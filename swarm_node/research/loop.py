@@ -111,8 +111,9 @@ class ResearchLoop:
         if not self.workspace.exists():
             from .hparams import write_block
             source = (target_dir / "train.py").read_text()
-            if baseline_overrides:
-                source = write_block(source, baseline_overrides)
+            if baseline_overrides:  # the tier's model size, for the names this target has
+                block = read_block(source)
+                source = write_block(source, {k: v for k, v in baseline_overrides.items() if k in block})
             await trio.to_thread.run_sync(self.workspace.create, target_dir, source)
         saved = self.ledger.get_meta("head")
         noise = self.ledger.get_meta("noise")
@@ -181,9 +182,11 @@ class ResearchLoop:
                                program=self.settings.program, transfers=list(self.transfers),
                                known_states=self.known_states(), rng=self.rng)
 
-    async def _propose(self) -> tuple[Proposal, str] | None:
+    async def _propose(self, skip: set[str]) -> tuple[Proposal, str] | None:
         ctx = await trio.to_thread.run_sync(self._context)
         for proposer in self.proposers:
+            if proposer.name in skip:
+                continue
             try:
                 proposal = await trio.to_thread.run_sync(proposer.propose, ctx)
             except ProposerError as exc:
@@ -206,11 +209,13 @@ class ResearchLoop:
 
     async def step(self) -> ExperimentRecord | None:
         """Run one experiment; None when no proposer has anything left to try."""
+        strikes: dict[str, int] = {}  # a proposer that keeps repeating itself yields its turn
         for _ in range(MAX_PROPOSAL_TRIES):
-            picked = await self._propose()
+            picked = await self._propose({name for name, n in strikes.items() if n >= 2})
             if picked is None:
                 return None
             proposal, proposer = picked
+            strikes[proposer] = strikes.get(proposer, 0) + 1
             head_src = self.workspace.read_train()
             record = self._new_record(proposal, proposer, parent=self.head.state,
                                       diff=make_diff(head_src, proposal.train_py))

@@ -45,6 +45,7 @@ class Options:
     threads: int | None = None
     seed: int = 0
     memory_limit_gb: float | None = 8.0
+    margin: float | None = None  # wall seconds beyond the budget before a run counts as hung
     target: str = "tinygpt"
     extra: dict = field(default_factory=dict)
 
@@ -90,7 +91,7 @@ class Research:
 def build(opts: Options, profile: HardwareProfile | None = None, runner=None, observer=None,
           author: str = "local") -> Research:
     home = Home.from_env(opts.home)
-    target = Target(opts.target, target_dir(opts.target))
+    target = resolve_target(opts.target)
     corpus = target.resolve_corpus(opts.data, home.root)
     profile = profile or detect()
     try:
@@ -110,7 +111,7 @@ def build(opts: Options, profile: HardwareProfile | None = None, runner=None, ob
     if runner is None:
         runner = SubprocessRunner(home.workspace, budget=budget, corpus_path=corpus.path,
                                   corpus_sha256=corpus.sha256, expected_prepare_sha256=target.prepare_sha256,
-                                  device=device, threads=opts.threads, memory_limit_gb=opts.memory_limit_gb,
+                                  device=device, threads=opts.threads, memory_limit_gb=opts.memory_limit_gb, margin=opts.margin,
                                   scratch=home.cache / "runs")
     settings = LoopSettings(budget=budget, tier=tier.name, role=tier.role, bench=json.dumps(bench, sort_keys=True),
                             space=search_space(), program=_read_optional(target.dir / "program.md"),
@@ -120,6 +121,19 @@ def build(opts: Options, profile: HardwareProfile | None = None, runner=None, ob
                         proposers=make_proposers(opts.proposer, tier.role, opts.policy == "code"),
                         settings=settings, observer=observer, author=author)
     return Research(home, ledger, target, corpus, profile, tier, bench, loop)
+
+
+def resolve_target(name_or_path: str) -> Target:
+    """A shipped target by name (tinygpt), or any folder holding prepare.py and train.py."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "train.py").is_file() or not (path / "prepare.py").is_file():
+            raise SetupError(f"{path} is not a research target: it needs prepare.py and train.py")
+        return Target(path.resolve().name, path.resolve())
+    try:
+        return Target(name_or_path, target_dir(name_or_path))
+    except FileNotFoundError as exc:
+        raise SetupError(f"{exc}; pass a shipped target's name (tinygpt) or a folder") from exc
 
 
 def _describe(bench: dict) -> str:

@@ -82,7 +82,33 @@ class Workspace:
 
 
 def merge3(base: str, ours: str, theirs: str) -> str | None:
-    """3-way merge of train.py texts with `git merge-file`; None when they conflict."""
+    """3-way merge of train.py texts; None when they conflict.
+
+    Hyperparameters are merged name by name (git would call two changes on adjacent lines of the
+    block a conflict); any other change goes through `git merge-file`."""
+    merged = _merge_hparams(base, ours, theirs)
+    return merged if merged is not None else _merge_lines(base, ours, theirs)
+
+
+def _merge_hparams(base: str, ours: str, theirs: str) -> str | None:
+    from .hparams import read_block, write_block
+    try:
+        b, o, t = read_block(base), read_block(ours), read_block(theirs)
+    except ValueError:
+        return None
+    if not (list(b) == list(o) == list(t)) or write_block(base, o) != ours or write_block(base, t) != theirs:
+        return None  # something besides literal values differs: leave it to git
+    changes = {}
+    for name, value in t.items():
+        if value == b[name] and type(value) is type(b[name]):
+            continue
+        if o[name] != b[name] and (o[name] != value or type(o[name]) is not type(value)):
+            return None  # both sides changed this name differently
+        changes[name] = value
+    return write_block(ours, changes)
+
+
+def _merge_lines(base: str, ours: str, theirs: str) -> str | None:
     with tempfile.TemporaryDirectory(prefix="swarm-merge-") as tmp:
         paths = []
         for name, text in (("ours", ours), ("base", base), ("theirs", theirs)):

@@ -1,7 +1,8 @@
 """Hardware-aware heuristic proposer: a coordinate search over the role's hyperparameters.
 
 It first tries transfer candidates (what peers found on other tiers), then, for each name the
-tier's role explores, the grid values nearest the current one. After a keep the head changes and
+tier's role explores, the grid values nearest the current one (fresh values before ones already
+discarded elsewhere; values that crashed never again). After a keep the head changes and
 the search starts again from there, so this is coordinate descent around the best.
 """
 from __future__ import annotations
@@ -45,12 +46,20 @@ class HeuristicProposer:
             changes = {k: v for k, v in t.hparams_changed.items() if k in ctx.head_hparams}
             if changes:
                 yield changes, f"transfer from {t.tier} ({t.author[:8]}): {describe(changes, ctx.head_hparams)}"
+        # Values that crashed anywhere are not retried; values already discarded at another head
+        # come after the fresh ones.
+        def seen(name, value, statuses):
+            return any(e.status in statuses and e.hparams.get(name) == value and
+                       type(e.hparams.get(name)) is type(value) for e in ctx.history)
+        singles = []
         for name in self.explore:
             if name not in ctx.head_hparams:
                 continue
             for value in grid_by_distance(name, ctx.head_hparams[name], ctx.search_space):
-                changes = {name: value}
-                yield changes, describe(changes, ctx.head_hparams)
+                if not seen(name, value, ("crash",)):
+                    singles.append((seen(name, value, ("discard",)), {name: value}))
+        for _, changes in sorted(singles, key=lambda item: item[0]):
+            yield changes, describe(changes, ctx.head_hparams)
 
     def propose(self, ctx: ProposalContext) -> Proposal | None:
         for changes, description in self._candidates(ctx):

@@ -1,0 +1,393 @@
+"""The wire contract: every gossip and sync message, its msgpack encoding and its validation.
+
+Pure code (no network, no clock except the `now` that `decode` compares timestamps with).
+protocol/PROTOCOL.md describes the same contract for other implementations; protocol/schema.json
+is generated from these models (`json_schema()`) and a test keeps it up to date.
+
+Encoding: one msgpack map per message, keys sorted (bytewise, at every depth), strings as msgpack
+str, floats as float64, every field written (None as nil). Decoding is tolerant where msgpack
+allows several spellings (an integral float sent as an int, float32, optional fields left out).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from typing import Annotated, Any, Literal, Union
+
+import msgpack
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024  # a whole encoded gossip message
+MAX_DIFF_BYTES = 32 * 1024  # Discovery.diff, UTF-8 bytes
+MAX_SOURCE_BYTES = 512 * 1024  # train.py carried by a sync answer, UTF-8 bytes
+MAX_SYNC_REQUEST_BYTES = 1024
+MAX_SYNC_RESPONSE_BYTES = 1024 * 1024
+MAX_FUTURE_SKEW_S = 60.0  # timestamps further ahead of the receiver's clock are rejected
+METRIC_MAX = 16.0  # bits per byte: 8 is a uniform byte model, 16 leaves room for bad runs
+MAX_SAFE_INT = 2**53 - 1  # integers other implementations (JavaScript) hold exactly
+
+TOPIC_PREFIX = f"swarm-node/{PROTOCOL_VERSION}"
+PRESENCE_TOPIC = f"{TOPIC_PREFIX}/presence"
+
+# Reasons `decode` gives; the network layer adds author-mismatch, topic-mismatch, unsigned,
+# bad-signature and policy:<why>.
+REASONS = ("oversized", "undecodable", "schema", "version", "future-timestamp", "metric-bounds")
+_METRIC_FIELDS = frozenset({"val_bpb", "test_bpb", "head_val_bpb", "noise"})
+_BOUND_ERRORS = frozenset(
+    {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"}
+)
+
+
+class MessageRejected(Exception):
+    """A message (or sync frame) that breaks the contract; `reason` is short and machine-readable."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+# ---- field types -------------------------------------------------------------------------------
+
+StateHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+PeerId = Annotated[str, StringConstraints(pattern=r"^[1-9A-HJ-NP-Za-km-z]{32,128}$")]
+ShortText = Annotated[str, StringConstraints(max_length=64)]
+Description = Annotated[str, StringConstraints(max_length=512)]
+Metric = Annotated[float, Field(gt=0.0, le=METRIC_MAX, allow_inf_nan=False)]
+Timestamp = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=MAX_SAFE_INT)]
+Scalar = Union[bool, int, Annotated[float, Field(allow_inf_nan=False)], Annotated[str, StringConstraints(max_length=256)]]
+ScalarMap = Annotated[dict[ShortText, Scalar], Field(max_length=64)]
+
+
+def state_hash(source: str) -> str:
+    """A state's name: sha256 of train.py's UTF-8 bytes, lowercase hex."""
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+def message_id(data: bytes) -> bytes:
+    """The gossip message id: the raw 32-byte sha256 of the payload bytes (content-addressed)."""
+    return hashlib.sha256(data).digest()
+
+
+def research_topic(target: str, corpus: str) -> str:
+    """The one topic carrying Claim/Result/Discovery/Adoption for every tier of target+corpus."""
+    return f"{TOPIC_PREFIX}/research/{target}/{corpus[:16]}"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class BenchKey(_Model):
+    """What makes two measurements comparable: same target, corpus, budget and tier."""
+
+    target: Name
+    corpus: StateHash  # sha256 of the evaluation corpus
+    budget: Annotated[int, Field(ge=1, le=7 * 24 * 3600)]  # training seconds
+    tier: Name
+
+    def label(self) -> str:
+        """Short stable key for logs, ledgers and dashboards: target/corpus16/budget/tier."""
+        return f"{self.target}/{self.corpus[:16]}/{self.budget}/{self.tier}"
+
+    def topic(self) -> str:
+        return research_topic(self.target, self.corpus)
+
+
+class Best(_Model):
+    """The best state a node knows for one bench key (one entry of the monotone register)."""
+
+    bench: BenchKey
+    state: StateHash
+    val_bpb: Metric
+    test_bpb: Metric | None = None
+    author: PeerId  # who discovered it
+
+
+class _Gossip(_Model):
+    v: Literal[1] = 1
+    author: PeerId  # base58 peer id; must equal the libp2p signer
+    ts: Timestamp  # unix seconds when the author created the message
+
+
+class Presence(_Gossip):
+    """Periodic heartbeat of one node, on the swarm-wide presence topic."""
+
+    type: Literal["presence"] = "presence"
+    bench: BenchKey  # what the node works on (its tier is bench.tier)
+    role: ShortText
+    hardware: ScalarMap
+    head: StateHash
+    head_val_bpb: Metric | None = None
+    best: Annotated[dict[Name, Best], Field(max_length=32)] = {}  # tier -> best known
+    counters: Annotated[dict[ShortText, Count], Field(max_length=32)] = {}
+    version: ShortText
+    addrs: Annotated[list[Annotated[str, StringConstraints(max_length=256)]], Field(max_length=16)] = []
+
+    @property
+    def tier(self) -> str:
+        return self.bench.tier
+
+    @model_validator(mode="after")
+    def _best_keyed_by_tier(self) -> "Presence":
+        for tier, entry in self.best.items():
+            if entry.bench.tier != tier:
+                raise ValueError(f"best[{tier!r}] holds a state of tier {entry.bench.tier!r}")
+        return self
+
+
+class Claim(_Gossip):
+    """The state a node is about to measure, so that others skip it."""
+
+    type: Literal["claim"] = "claim"
+    bench: BenchKey
+    state: StateHash
+    parent: StateHash
+    description: Description
+
+
+class Result(_Gossip):
+    """One finished experiment, kept or not."""
+
+    type: Literal["result"] = "result"
+    bench: BenchKey
+    state: StateHash
+    parent: StateHash
+    description: Description
+    status: Literal["keep", "discard", "crash"]
+    val_bpb: Metric | None = None
+    test_bpb: Metric | None = None
+    seed: Count
+
+    @model_validator(mode="after")
+    def _measured_unless_crashed(self) -> "Result":
+        if self.status != "crash" and self.val_bpb is None:
+            raise ValueError(f"a {self.status} result needs val_bpb")
+        return self
+
+
+class Discovery(_Gossip):
+    """A confirmed keep: the diff that turns `parent` into `state`, with its evidence."""
+
+    type: Literal["discovery"] = "discovery"
+    bench: BenchKey
+    state: StateHash
+    parent: StateHash
+    diff: Annotated[str, StringConstraints(max_length=MAX_DIFF_BYTES)]  # unified diff of train.py
+    val_bpb: Metric
+    test_bpb: Metric | None = None
+    seeds: Annotated[list[Count], Field(min_length=1, max_length=32)]
+    noise: Annotated[float, Field(ge=0.0, le=METRIC_MAX, allow_inf_nan=False)]  # sigma of val_bpb
+    description: Description
+    hparams: ScalarMap = {}  # the new hyperparameter values, where the diff only changes those
+
+    @model_validator(mode="after")
+    def _a_real_change(self) -> "Discovery":
+        if self.state == self.parent:
+            raise ValueError("state equals parent")
+        if len(self.diff.encode("utf-8")) > MAX_DIFF_BYTES:
+            raise ValueError(f"diff over {MAX_DIFF_BYTES} bytes")
+        return self
+
+
+class Adoption(_Gossip):
+    """Node `author` now runs on `state`, built from the discovery `discovery_state`."""
+
+    type: Literal["adoption"] = "adoption"
+    bench: BenchKey
+    discovery_state: StateHash
+    state: StateHash  # the node's new head (equal to discovery_state unless merged)
+    val_bpb: Metric | None = None  # re-measured here, None if adopted without measuring
+    verified: bool  # True when val_bpb confirmed the discovery within noise
+
+
+Message = Annotated[Union[Presence, Claim, Result, Discovery, Adoption], Field(discriminator="type")]
+MESSAGE_TYPES = (Presence, Claim, Result, Discovery, Adoption)
+
+
+def topic_for(msg: Presence | Claim | Result | Discovery | Adoption) -> str:
+    """The topic a message travels on: presence is swarm-wide, the rest per target+corpus."""
+    return PRESENCE_TOPIC if isinstance(msg, Presence) else msg.bench.topic()
+
+
+# ---- sync protocol frames ---------------------------------------------------------------------
+
+
+class BestRequest(_Model):
+    v: Literal[1] = 1
+    op: Literal["best"] = "best"
+
+
+class StateRequest(_Model):
+    v: Literal[1] = 1
+    op: Literal["state"] = "state"
+    state: StateHash
+
+
+class BestAnswer(_Model):
+    v: Literal[1] = 1
+    op: Literal["best"] = "best"
+    best: Annotated[dict[Name, Best], Field(max_length=256)]
+
+    @model_validator(mode="after")
+    def _keyed_by_tier(self) -> "BestAnswer":
+        for tier, entry in self.best.items():
+            if entry.bench.tier != tier:
+                raise ValueError(f"best[{tier!r}] holds a state of tier {entry.bench.tier!r}")
+        return self
+
+
+class StateAnswer(_Model):
+    v: Literal[1] = 1
+    op: Literal["state"] = "state"
+    state: StateHash
+    source: Annotated[str, StringConstraints(max_length=MAX_SOURCE_BYTES)] | None  # None: unknown
+
+
+class ErrorAnswer(_Model):
+    v: Literal[1] = 1
+    op: Literal["error"] = "error"
+    error: ShortText
+
+
+SyncRequest = Annotated[Union[BestRequest, StateRequest], Field(discriminator="op")]
+SyncAnswer = Annotated[Union[BestAnswer, StateAnswer, ErrorAnswer], Field(discriminator="op")]
+
+_MESSAGE = TypeAdapter(Message)
+_SYNC_REQUEST = TypeAdapter(SyncRequest)
+_SYNC_ANSWER = TypeAdapter(SyncAnswer)
+
+
+# ---- encoding ----------------------------------------------------------------------------------
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _canonical(value[k]) for k in sorted(value, key=lambda k: k.encode("utf-8"))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item) for item in value]
+    return value
+
+
+def _pack(model: BaseModel, limit: int) -> bytes:
+    data = msgpack.packb(_canonical(model.model_dump(mode="python")), use_bin_type=True)
+    if len(data) > limit:
+        raise MessageRejected("oversized", f"{len(data)} bytes > {limit}")
+    return data
+
+
+def encode(msg: Presence | Claim | Result | Discovery | Adoption) -> bytes:
+    """Canonical msgpack bytes of a gossip message; raises MessageRejected('oversized')."""
+    return _pack(msg, MAX_MESSAGE_BYTES)
+
+
+def encode_sync(frame: BaseModel) -> bytes:
+    """Canonical msgpack bytes of a sync request or answer."""
+    limit = MAX_SYNC_REQUEST_BYTES if isinstance(frame, (BestRequest, StateRequest)) else MAX_SYNC_RESPONSE_BYTES
+    return _pack(frame, limit)
+
+
+def _unpack(data: bytes, limit: int) -> dict:
+    if len(data) > limit:
+        raise MessageRejected("oversized", f"{len(data)} bytes > {limit}")
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as error:  # msgpack raises several unrelated types for bad input
+        raise MessageRejected("undecodable", type(error).__name__) from None
+    if not isinstance(obj, dict):
+        raise MessageRejected("schema", f"top level is {type(obj).__name__}, not a map")
+    if "v" not in obj:
+        raise MessageRejected("schema", "no version field v")
+    version = obj["v"]
+    if isinstance(version, int) and not isinstance(version, bool) and version != PROTOCOL_VERSION:
+        raise MessageRejected("version", f"v={version}")
+    return obj
+
+
+def _classify(error: ValidationError) -> MessageRejected:
+    problems = error.errors(include_url=False, include_input=False)
+    first = problems[0]
+    detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+    if all(p["type"] in _BOUND_ERRORS and p["loc"] and p["loc"][-1] in _METRIC_FIELDS for p in problems):
+        return MessageRejected("metric-bounds", detail)
+    return MessageRejected("schema", detail)
+
+
+def decode(data: bytes, *, now: float | None = None) -> Presence | Claim | Result | Discovery | Adoption:
+    """Parse and validate one gossip message; raises MessageRejected(reason)."""
+    obj = _unpack(data, MAX_MESSAGE_BYTES)
+    try:
+        msg = _MESSAGE.validate_python(obj)
+    except ValidationError as error:
+        raise _classify(error) from None
+    now = time.time() if now is None else now
+    if msg.ts > now + MAX_FUTURE_SKEW_S:
+        raise MessageRejected("future-timestamp", f"ts {msg.ts:.0f} is {msg.ts - now:.0f} s ahead")
+    return msg
+
+
+def decode_sync_request(data: bytes) -> BestRequest | StateRequest:
+    obj = _unpack(data, MAX_SYNC_REQUEST_BYTES)
+    try:
+        return _SYNC_REQUEST.validate_python(obj)
+    except ValidationError as error:
+        raise _classify(error) from None
+
+
+def decode_sync_answer(data: bytes) -> BestAnswer | StateAnswer | ErrorAnswer:
+    obj = _unpack(data, MAX_SYNC_RESPONSE_BYTES)
+    try:
+        answer = _SYNC_ANSWER.validate_python(obj)
+    except ValidationError as error:
+        raise _classify(error) from None
+    if isinstance(answer, StateAnswer) and answer.source is not None:
+        if len(answer.source.encode("utf-8")) > MAX_SOURCE_BYTES:
+            raise MessageRejected("oversized", f"source over {MAX_SOURCE_BYTES} bytes")
+    return answer
+
+
+def parse(obj: dict) -> Presence | Claim | Result | Discovery | Adoption:
+    """A gossip message from plain data (JSON, a ledger row); raises pydantic's ValidationError."""
+    return _MESSAGE.validate_python(obj)
+
+
+def json_schema() -> dict:
+    """JSON schema of every message and sync frame; protocol/schema.json is this, pretty-printed."""
+    from pydantic.json_schema import models_json_schema
+
+    models = [*MESSAGE_TYPES, BenchKey, Best, BestRequest, StateRequest, BestAnswer, StateAnswer, ErrorAnswer]
+    _, defs = models_json_schema([(m, "validation") for m in models], ref_template="#/$defs/{model}")
+    for name, definition in defs["$defs"].items():  # on the wire v and the discriminator are required
+        tag = "type" if "type" in definition["properties"] else "op" if "op" in definition["properties"] else None
+        if tag is not None and "v" in definition["properties"]:
+            definition["required"] = ["v", tag] + [f for f in definition.get("required", []) if f not in ("v", tag)]
+    ref = lambda name: {"$ref": f"#/$defs/{name}"}  # noqa: E731
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"swarm-node wire messages, version {PROTOCOL_VERSION}",
+        "description": (
+            "A gossip message is one of oneOf (discriminated by 'type'). Sync requests are "
+            "BestRequest or StateRequest; sync answers BestAnswer, StateAnswer or ErrorAnswer "
+            "(discriminated by 'op'). Encoded as msgpack maps, see PROTOCOL.md."
+        ),
+        "oneOf": [ref(m.__name__) for m in MESSAGE_TYPES],
+        "discriminator": {"propertyName": "type"},
+        "$defs": defs["$defs"],
+    }
+
+
+def is_finite_metric(value: float | None) -> bool:
+    """True for a val_bpb/test_bpb a message may carry (finite, in (0, METRIC_MAX])."""
+    return value is not None and math.isfinite(value) and 0.0 < value <= METRIC_MAX

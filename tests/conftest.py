@@ -1,0 +1,37 @@
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TOY_TARGET = REPO / "tests" / "toy_target"
+CORPUS = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
+
+
+def swarm_node(*args, home: Path, timeout: float = 300, env: dict | None = None, check: bool = True):
+    """Run the real CLI in a subprocess, as a user would."""
+    full_env = {**os.environ, "SWARM_NODE_HOME": str(home), **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "swarm_node.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"swarm-node {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def ledger_rows(home: Path, sql: str, args=()):
+    db = sqlite3.connect(home / "ledger.sqlite3")
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in db.execute(sql, args)]
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def corpus() -> Path:
+    if not CORPUS.is_file():
+        pytest.skip(f"the shared corpus is not at {CORPUS}")
+    return CORPUS

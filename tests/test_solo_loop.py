@@ -1,0 +1,116 @@
+"""The solo loop end to end through the CLI: real subprocesses, real git, real SQLite."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import trio
+
+from swarm_node.ledger import Ledger
+from swarm_node.research.proposers.base import Proposal
+from swarm_node.research.session import Options, build
+from swarm_node.research.workspace import Workspace
+
+from conftest import REPO, TOY_TARGET, ledger_rows, swarm_node
+
+TOY = ["--target", str(TOY_TARGET), "--tier", "cpu", "--budget", "1", "--timeout-margin", "3",
+       "--memory-limit", "2"]
+
+
+def test_crashes_hangs_and_memory_hogs_are_recorded_and_the_loop_carries_on(tmp_path):
+    home = tmp_path / "home"
+    proc = swarm_node("run", "--solo", *TOY, "--max-experiments", "9", home=home)
+    rows = ledger_rows(home, "SELECT description, status, reason FROM experiments ORDER BY id")
+    by_desc = {r["description"]: r for r in rows}
+    xavier = next(r for d, r in by_desc.items() if "-> 'xavier'" in d)
+    assert xavier["status"] == "crash" and "hang" in xavier["reason"]
+    relu = next(r for d, r in by_desc.items() if "-> 'relu'" in d)
+    silu = next(r for d, r in by_desc.items() if "-> 'silu'" in d)
+    assert relu["status"] == "crash" and "toy crash" in relu["reason"]
+    assert silu["status"] == "crash" and "out of memory" in silu["reason"]
+    kept = [r["description"] for r in rows if r["status"] == "keep"]
+    assert "INIT 'normal' -> 'kaiming'" in kept and "NORM 'layernorm' -> 'rmsnorm'" in kept
+    assert len([r for r in rows if r["status"] != "baseline"]) == 9
+    tsv = (home / "results.tsv").read_text().splitlines()
+    assert tsv[0] == "commit\tval_bpb\tmemory_gb\tstatus\tdescription" and len(tsv) == 11
+    assert "crash" in proc.stdout and "done: best val_bpb" in proc.stdout
+    log = subprocess.run(["git", "log", "--format=%s"], cwd=home / "workspace", capture_output=True,
+                         text=True).stdout.splitlines()
+    assert log[-1] == "baseline" and set(log[:-1]) <= set(kept)
+
+
+def test_kill_9_during_an_experiment_then_resume(tmp_path):
+    home = tmp_path / "home"
+    swarm_node("run", "--solo", *TOY, "--max-experiments", "1", home=home)
+    env = {**os.environ, "SWARM_NODE_HOME": str(home), "TOY_SLEEP": "30"}
+    proc = subprocess.Popen([sys.executable, "-m", "swarm_node.cli", "run", "--solo", *TOY,
+                             "--timeout-margin", "60", "--max-experiments", "3"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not ledger_rows(home, "SELECT id FROM runs WHERE status = 'running'"):
+            assert time.monotonic() < deadline, "no run started"
+            time.sleep(0.2)
+        before = ledger_rows(home, "SELECT * FROM experiments WHERE status != 'running' ORDER BY id")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    swarm_node("run", "--solo", *TOY, "--max-experiments", "2", home=home)
+    after = ledger_rows(home, "SELECT * FROM experiments ORDER BY id")
+    assert after[:len(before)] == before  # nothing recorded was lost or changed
+    statuses = [r["status"] for r in after]
+    assert statuses.count("baseline") == 1 and statuses.count("interrupted") == 1
+    assert "running" not in statuses
+    assert ledger_rows(home, "SELECT COUNT(*) AS n FROM runs WHERE status = 'running'")[0]["n"] == 0
+    assert len(statuses) == len(before) + 1 + 2  # the interrupted one, then two new experiments
+    states = [r["state"] for r in after if r["status"] in ("keep", "discard", "crash", "baseline")]
+    assert len(states) == len(set(states))  # no state measured twice
+    tsv = (home / "results.tsv").read_text().splitlines()[1:]
+    assert len(tsv) == len(after)
+
+
+class CodeSneaker:
+    """A proposer that tries to change code outside the hyperparameter block."""
+    name = "sneaky"
+
+    def propose(self, ctx):
+        return Proposal(ctx.head_source.replace("import math", "import math\nimport shutil; shutil.rmtree('/')"),
+                        "sneak in some code")
+
+
+def test_a_proposal_that_breaks_the_policy_is_refused_and_never_run(tmp_path):
+    research = build(Options(home=str(tmp_path / "home"), target=str(TOY_TARGET), tier="cpu", budget=1))
+    loop = research.loop
+    loop.proposers = [CodeSneaker(), *loop.proposers]
+
+    async def main():
+        await loop.prepare(research.target.dir, research.tier.baseline)
+        return await loop.step()
+
+    record = trio.run(main)
+    assert record.status in ("keep", "discard")  # the next proposer's experiment ran instead
+    refused = ledger_rows(tmp_path / "home", "SELECT * FROM experiments WHERE status = 'refused'")
+    assert len(refused) >= 1
+    assert "outside the hyperparameter block" in refused[0]["reason"]
+    runs = ledger_rows(tmp_path / "home", "SELECT * FROM runs WHERE experiment_id = ?", (refused[0]["id"],))
+    assert runs == []
+    assert "shutil" not in Workspace(tmp_path / "home" / "workspace").read_train()
+
+
+def test_a_home_used_for_another_benchmark_is_refused_with_the_fix(tmp_path):
+    home = tmp_path / "home"
+    swarm_node("run", "--solo", *TOY, "--max-experiments", "1", home=home)
+    proc = swarm_node("run", "--solo", *TOY[:-6], "--budget", "2", "--max-experiments", "1", home=home, check=False)
+    assert proc.returncode == 2
+    assert "another benchmark" in proc.stderr and "SWARM_NODE_HOME" in proc.stderr
+
+
+def test_report_draws_progress_png_and_a_summary(tmp_path):
+    home = tmp_path / "home"
+    swarm_node("run", "--solo", *TOY, "--max-experiments", "4", home=home)
+    swarm_node("report", home=home)
+    png = (home / "progress.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    md = (home / "report.md").read_text()
+    assert "| keep |" in md and "test_bpb" in md and "Baseline: val_bpb" in md
