@@ -99,7 +99,7 @@ class ResearchLoop:
         self.noise: NoiseModel | None = None
         self.transfers: list[TransferCandidate] = []
         self.foreign_states: set[str] = set()  # measured or claimed by peers
-        self.finished = 0  # experiments run by this process
+        self.finished = 0  # own experiments run by this process (not the baseline, not adoptions)
 
     # --- start-up -------------------------------------------------------------------------------
 
@@ -303,7 +303,7 @@ class ResearchLoop:
         self.ledger.finish_experiment(record.id, status=status, val_bpb=record.val_bpb,
                                       test_bpb=record.test_bpb, memory_gb=record.memory_gb,
                                       seeds=record.seeds, reason=reason, meta=meta)
-        if status != "running":
+        if record.proposer not in ("baseline", "adoption"):
             self.finished += 1
 
     # --- adopting a peer's discovery ------------------------------------------------------------
