@@ -11,7 +11,6 @@ allows several spellings (an integral float sent as an int, float32, optional fi
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from typing import Annotated, Any, Literal, Union
 
@@ -25,6 +24,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic.json_schema import models_json_schema
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024  # a whole encoded gossip message
@@ -67,7 +67,9 @@ Description = Annotated[str, StringConstraints(max_length=512)]
 Metric = Annotated[float, Field(gt=0.0, le=METRIC_MAX, allow_inf_nan=False)]
 Timestamp = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0, le=MAX_SAFE_INT)]
-Scalar = Union[bool, int, Annotated[float, Field(allow_inf_nan=False)], Annotated[str, StringConstraints(max_length=256)]]
+Scalar = Union[
+    bool, int, Annotated[float, Field(allow_inf_nan=False)], Annotated[str, StringConstraints(max_length=256)]
+]
 ScalarMap = Annotated[dict[ShortText, Scalar], Field(max_length=64)]
 
 
@@ -213,11 +215,12 @@ class Adoption(_Gossip):
     verified: bool  # True when val_bpb confirmed the discovery within noise
 
 
-Message = Annotated[Union[Presence, Claim, Result, Discovery, Adoption], Field(discriminator="type")]
+AnyMessage = Union[Presence, Claim, Result, Discovery, Adoption]  # for type hints
+Message = Annotated[AnyMessage, Field(discriminator="type")]  # for validation (tagged by `type`)
 MESSAGE_TYPES = (Presence, Claim, Result, Discovery, Adoption)
 
 
-def topic_for(msg: Presence | Claim | Result | Discovery | Adoption) -> str:
+def topic_for(msg: AnyMessage) -> str:
     """The topic a message travels on: presence is swarm-wide, the rest per target+corpus."""
     return PRESENCE_TOPIC if isinstance(msg, Presence) else msg.bench.topic()
 
@@ -288,7 +291,7 @@ def _pack(model: BaseModel, limit: int) -> bytes:
     return data
 
 
-def encode(msg: Presence | Claim | Result | Discovery | Adoption) -> bytes:
+def encode(msg: AnyMessage) -> bytes:
     """Canonical msgpack bytes of a gossip message; raises MessageRejected('oversized')."""
     return _pack(msg, MAX_MESSAGE_BYTES)
 
@@ -325,7 +328,7 @@ def _classify(error: ValidationError) -> MessageRejected:
     return MessageRejected("schema", detail)
 
 
-def decode(data: bytes, *, now: float | None = None) -> Presence | Claim | Result | Discovery | Adoption:
+def decode(data: bytes, *, now: float | None = None) -> AnyMessage:
     """Parse and validate one gossip message; raises MessageRejected(reason)."""
     obj = _unpack(data, MAX_MESSAGE_BYTES)
     try:
@@ -358,15 +361,13 @@ def decode_sync_answer(data: bytes) -> BestAnswer | StateAnswer | ErrorAnswer:
     return answer
 
 
-def parse(obj: dict) -> Presence | Claim | Result | Discovery | Adoption:
+def parse(obj: dict) -> AnyMessage:
     """A gossip message from plain data (JSON, a ledger row); raises pydantic's ValidationError."""
     return _MESSAGE.validate_python(obj)
 
 
 def json_schema() -> dict:
     """JSON schema of every message and sync frame; protocol/schema.json is this, pretty-printed."""
-    from pydantic.json_schema import models_json_schema
-
     models = [*MESSAGE_TYPES, BenchKey, Best, BestRequest, StateRequest, BestAnswer, StateAnswer, ErrorAnswer]
     _, defs = models_json_schema([(m, "validation") for m in models], ref_template="#/$defs/{model}")
     for name, definition in defs["$defs"].items():  # on the wire v and the discriminator are required
@@ -387,7 +388,3 @@ def json_schema() -> dict:
         "$defs": defs["$defs"],
     }
 
-
-def is_finite_metric(value: float | None) -> bool:
-    """True for a val_bpb/test_bpb a message may carry (finite, in (0, METRIC_MAX])."""
-    return value is not None and math.isfinite(value) and 0.0 < value <= METRIC_MAX

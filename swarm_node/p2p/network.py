@@ -43,10 +43,11 @@ from libp2p.pubsub.validators import signature_validator
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.tools.anyio_service import background_trio_service
+from libp2p.utils.address_validation import expand_wildcard_address
 from libp2p.utils.varint import encode_varint_prefixed, read_varint_prefixed_bytes_limited
 
 from swarm_node.messages import (
-    MAX_MESSAGE_BYTES,
+    AnyMessage as Message,
     MAX_SYNC_REQUEST_BYTES,
     MAX_SYNC_RESPONSE_BYTES,
     Best,
@@ -86,7 +87,6 @@ OFFENSES = frozenset(
     }
 )
 
-Message = Any  # one of swarm_node.messages' gossip models
 PolicyCheck = Callable[[Message], "str | None"]
 RejectHook = Callable[[str, str, "Message | None"], None]
 
@@ -219,7 +219,12 @@ class SwarmNetwork:
     # ---- lifecycle -----------------------------------------------------------------------------
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Start host and pubsub, subscribe; `started()` once listening; run until cancelled."""
+        """Start host and pubsub, subscribe; `started()` once listening; run until cancelled.
+
+        One run per instance: `messages` is closed when it ends (make a new SwarmNetwork to restart).
+        """
+        if self._host is not None:
+            raise RuntimeError("a SwarmNetwork runs once; create a new one to restart")
         host = new_host(
             key_pair=self._key_pair,
             sec_opt={
@@ -248,6 +253,7 @@ class SwarmNetwork:
             # counted per forwarder and topic; one forwarder relays the whole swarm's traffic
             max_messages_per_topic_per_second=100.0,
         )
+        self._host = host
         pubsub = _ReportingPubsub(
             host,
             gossipsub,
@@ -261,7 +267,7 @@ class SwarmNetwork:
                     await pubsub.wait_until_ready()
                     host.set_stream_handler(SYNC_PROTOCOL, self._serve_sync)
                     async with trio.open_nursery() as nursery:
-                        self._host, self._pubsub, self._gossipsub = host, pubsub, gossipsub
+                        self._pubsub, self._gossipsub = pubsub, gossipsub
                         self._nursery = nursery
                         for topic in self._topics:
                             await self._subscribe(topic)
@@ -280,7 +286,16 @@ class SwarmNetwork:
         """Full multiaddrs ending in /p2p/<peer id>, usable as another node's --bootstrap."""
         self._require_running()
         suffix = f"/p2p/{self.peer_id}"
-        return [a if a.endswith(suffix) else a + suffix for a in map(str, self._host.get_addrs())]
+        addrs = []
+        for transport_addr in self._host.get_transport_addrs():
+            expanded = [str(a) for a in expand_wildcard_address(transport_addr)]  # 0.0.0.0 -> each NIC
+            if str(transport_addr).startswith("/ip4/0.0.0.0/"):
+                expanded.append(str(transport_addr).replace("/ip4/0.0.0.0/", "/ip4/127.0.0.1/", 1))
+            for text in expanded:
+                text = text if text.endswith(suffix) else text + suffix
+                if text not in addrs:
+                    addrs.append(text)
+        return addrs
 
     async def connect(self, address: str) -> str:
         """Dial a peer by full multiaddr (with /p2p/<id>); returns its peer id; raises ConnectError."""
@@ -385,8 +400,6 @@ class SwarmNetwork:
         return validate
 
     def _check(self, topic: str, raw: rpc_pb2.Message) -> tuple[str | None, Message | None]:
-        if len(raw.data) > MAX_MESSAGE_BYTES:
-            return "oversized", None
         try:
             msg = decode(raw.data)
         except MessageRejected as rejected:
