@@ -73,6 +73,31 @@ def parser() -> argparse.ArgumentParser:
     _research_args(p)
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("join", help="join a swarm (or start one) and research with it",
+                       description="Run a swarm node: the keep/discard loop sized to this machine, sharing "
+                       "winning diffs over libp2p GossipSub and adopting peers' discoveries after re-measuring "
+                       "them. Without --bootstrap this node is the first of a new swarm; it prints the address "
+                       "others pass to --bootstrap.", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="example:\n  swarm-node join --bootstrap /ip4/203.0.113.5/tcp/4001/p2p/12D3KooW...")
+    p.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR",
+                   help="a peer to join through, with /p2p/<peer id> (repeatable)")
+    p.add_argument("--listen", action="append", default=[], metavar="MULTIADDR",
+                   help="where to accept peers (repeatable; default /ip4/0.0.0.0/tcp/4001)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="adopt peers' discoveries without re-measuring them (default: re-measure)")
+    p.add_argument("--dashboard", nargs="?", const=8765, type=int, metavar="PORT",
+                   help="serve the gossip dashboard from this node (default port 8765)")
+    p.add_argument("--dashboard-host", default="127.0.0.1", help="dashboard address (default 127.0.0.1)")
+    p.add_argument("--presence-interval", type=float, default=5.0, metavar="S", help="heartbeat period")
+    _common(p)
+    _research_args(p)
+    p.set_defaults(func=cmd_join)
+
+    p = sub.add_parser("status", help="what a running node is doing (reads its home)")
+    p.add_argument("--home", metavar="DIR", help="node home (default: $SWARM_NODE_HOME or ~/.swarm-node)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
     p = sub.add_parser("report", help="draw progress.png and write report.md from the ledger")
     _common(p)
     p.add_argument("--out", metavar="DIR", help="where to write (default: the node's home)")
@@ -123,11 +148,9 @@ def cmd_run(args) -> int:
             nursery.start_soon(progress.tick)
             try:
                 await loop.prepare(research.target.dir, research.tier.baseline)
-                progress.set_best(loop.head.val_bpb)
                 while args.max_experiments is None or loop.finished < args.max_experiments:
                     record = await loop.step()
                     await trio.to_thread.run_sync(write_results_tsv, research.ledger, research.home.results_tsv)
-                    progress.set_best(loop.head.val_bpb)
                     if record is None:
                         log.warning("the proposers have nothing left to try; stopping")
                         break
@@ -148,6 +171,96 @@ def cmd_run(args) -> int:
           f"keep {c.get('keep', 0)}, discard {c.get('discard', 0)}, crash {c.get('crash', 0)}; "
           f"results in {research.home.results_tsv}")
     return 0
+
+
+def cmd_join(args) -> int:
+    from .node import Node, NodeOptions
+    from .progress import Progress
+    from .research.session import build
+
+    progress = Progress(args.max_experiments)
+    logs.before_log = progress.clear if progress.tty else None
+    research = build(_options(args))
+    opts = NodeOptions(listen=args.listen or ["/ip4/0.0.0.0/tcp/4001"], bootstrap=args.bootstrap,
+                       verify=args.verify, max_experiments=args.max_experiments,
+                       presence_interval=args.presence_interval, dashboard_port=args.dashboard,
+                       dashboard_host=args.dashboard_host)
+    node = Node(research, opts, observer=progress)
+    log.info("joining the swarm", peer=node.peer_id, tier=research.tier.name, role=research.tier.role,
+             budget=research.bench["budget"], home=str(research.home.root))
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_sigterm, nursery.cancel_scope)
+            nursery.start_soon(progress.tick)
+            try:
+                await node.run()
+            finally:
+                research.ledger.recover_interrupted()
+                node.events.close()
+
+    try:
+        trio.run(main)
+    except KeyboardInterrupt:
+        pass
+    progress.clear()
+    print("stopped: any experiment in flight was recorded as interrupted", file=sys.stderr)
+    return 0
+
+
+async def _stop_on_sigterm(scope) -> None:
+    import signal
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
+
+
+def cmd_status(args) -> int:
+    import time
+
+    from .home import Home
+    home = Home.from_env(args.home)
+    path = home.status_file
+    if not path.exists():
+        print(f"error: no node has run in {home.root} (no status.json): start one with `swarm-node join`",
+              file=sys.stderr)
+        return 2
+    data = json.loads(path.read_text())
+    age = time.time() - data["updated_at"]
+    data["running"] = age < 15 and _alive(data["pid"])
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    state = "running" if data["running"] else f"NOT running (last update {age:.0f} s ago)"
+    print(f"node       {data['peer_id']} ({state}, research {data['research']})")
+    for addr in data["listen_addrs"]:
+        print(f"listening  {addr}")
+    print(f"tier       {data['tier']} ({data['role']}), budget {data['bench']['budget']} s")
+    peers = ", ".join(f"{p['peer'][:12]}…({p['tier'] or '?'})" for p in data["connected_peers"]) or "none"
+    print(f"peers      {len(data['connected_peers'])} connected: {peers}; {data['known_peers']} known")
+    if data["head"]:
+        h = data["head"]
+        print(f"head       {h['state'][:12]} val_bpb {h['val_bpb']:.4f}")
+    for tier, b in data["best"].items():
+        print(f"best       {tier}: {b['val_bpb']:.4f} (test {b['test_bpb'] if b['test_bpb'] is None else round(b['test_bpb'], 4)}) "
+              f"state {b['state'][:12]} by {b['author'][:12]}…")
+    print(f"research   {data['experiments']} experiments, {data['keeps']} keeps, {data['adoptions']} adoptions, "
+          f"{data['refused']} refused")
+    rejected = ", ".join(f"{r} {n}" for r, n in data["rejected"].items()) or "none"
+    print(f"rejected   {rejected}")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    import os
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def cmd_report(args) -> int:

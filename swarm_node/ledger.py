@@ -35,6 +35,31 @@ CREATE TABLE IF NOT EXISTS runs (
     peak_memory_mb REAL, num_steps INTEGER, params_m REAL, tokens_per_second REAL,
     output_tail TEXT NOT NULL DEFAULT '', started_at REAL NOT NULL, finished_at REAL);
 CREATE INDEX IF NOT EXISTS experiments_state ON experiments(state);
+
+-- What the swarm told this node. Every table is keyed so that a re-delivered message changes nothing.
+CREATE TABLE IF NOT EXISTS peers (
+    peer TEXT PRIMARY KEY, tier TEXT, role TEXT, hardware TEXT, head TEXT, head_val_bpb REAL,
+    addrs TEXT, version TEXT, counters TEXT, first_seen REAL NOT NULL, last_seen REAL NOT NULL,
+    failed_verifications INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS discoveries (
+    state TEXT PRIMARY KEY, bench TEXT NOT NULL, tier TEXT NOT NULL, author TEXT NOT NULL,
+    parent TEXT NOT NULL, diff TEXT NOT NULL, val_bpb REAL NOT NULL, test_bpb REAL, seeds TEXT NOT NULL,
+    noise REAL NOT NULL, description TEXT NOT NULL, created_ts REAL NOT NULL,
+    first_received_at REAL NOT NULL, first_from TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS receipts (            -- every copy of a discovery that reached this node
+    message_id TEXT PRIMARY KEY, state TEXT NOT NULL, from_peer TEXT NOT NULL, received_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS adoptions (           -- this node's and its peers' adoptions
+    peer TEXT NOT NULL, discovery_state TEXT NOT NULL, state TEXT NOT NULL, val_bpb REAL,
+    verified INTEGER NOT NULL, ts REAL NOT NULL, received_at REAL NOT NULL, from_peer TEXT NOT NULL,
+    PRIMARY KEY (peer, discovery_state));
+CREATE TABLE IF NOT EXISTS best (                -- the monotone register: best state per tier
+    tier TEXT PRIMARY KEY, bench TEXT NOT NULL, state TEXT NOT NULL, val_bpb REAL NOT NULL,
+    test_bpb REAL, author TEXT NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS foreign_states (      -- states peers claimed or measured: not measured again
+    state TEXT NOT NULL, bench TEXT NOT NULL, author TEXT NOT NULL, kind TEXT NOT NULL,
+    status TEXT, val_bpb REAL, ts REAL NOT NULL, PRIMARY KEY (state, bench, author, kind));
+CREATE TABLE IF NOT EXISTS rejections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, peer TEXT NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL);
 """
 
 FINISHED = ("baseline", "keep", "discard", "crash", "adopted", "refused")
@@ -163,6 +188,87 @@ class Ledger:
         if experiment_id is None:
             return self.query("SELECT * FROM runs ORDER BY id")
         return self.query("SELECT * FROM runs WHERE experiment_id = ? ORDER BY id", (experiment_id,))
+
+    # --- the swarm -----------------------------------------------------------------------------
+
+    def offer_best(self, tier: str, bench: str, state: str, val_bpb: float, test_bpb: float | None,
+                   author: str) -> bool:
+        """Join `state` into the per-tier register: a lower val_bpb wins, ties go to the smaller
+        state hash. Returns True when the register changed. Order of arrival never matters."""
+        with self.transaction() as tx:
+            row = tx.execute("SELECT state, val_bpb FROM best WHERE tier = ?", (tier,)).fetchone()
+            if row and (row["val_bpb"], row["state"]) <= (val_bpb, state):
+                return False
+            tx.execute("INSERT OR REPLACE INTO best(tier, bench, state, val_bpb, test_bpb, author, updated_at)"
+                       " VALUES (?,?,?,?,?,?,?)", (tier, bench, state, val_bpb, test_bpb, author, time.time()))
+            return True
+
+    def best(self) -> dict[str, sqlite3.Row]:
+        return {r["tier"]: r for r in self.query("SELECT * FROM best ORDER BY tier")}
+
+    def record_discovery(self, d, *, bench: str, received_from: str, message_id: str) -> bool:
+        """Store a Discovery (own or a peer's) and this copy's receipt; True if it was new."""
+        now = time.time()
+        with self.transaction() as tx:
+            new = tx.execute(
+                "INSERT OR IGNORE INTO discoveries(state, bench, tier, author, parent, diff, val_bpb, test_bpb,"
+                " seeds, noise, description, created_ts, first_received_at, first_from)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (d.state, bench, d.bench.tier, d.author, d.parent, d.diff, d.val_bpb, d.test_bpb,
+                 json.dumps(d.seeds), d.noise, d.description, d.ts, now, received_from)).rowcount == 1
+            tx.execute("INSERT OR IGNORE INTO receipts(message_id, state, from_peer, received_at) VALUES (?,?,?,?)",
+                       (message_id, d.state, received_from, now))
+            return new
+
+    def discovery(self, state: str) -> sqlite3.Row | None:
+        rows = self.query("SELECT * FROM discoveries WHERE state = ?", (state,))
+        return rows[0] if rows else None
+
+    def record_adoption(self, a, *, received_from: str) -> bool:
+        with self.transaction() as tx:
+            return tx.execute(
+                "INSERT OR IGNORE INTO adoptions(peer, discovery_state, state, val_bpb, verified, ts, received_at,"
+                " from_peer) VALUES (?,?,?,?,?,?,?,?)",
+                (a.author, a.discovery_state, a.state, a.val_bpb, int(a.verified), a.ts, time.time(),
+                 received_from)).rowcount == 1
+
+    def record_foreign_state(self, *, state: str, bench: str, author: str, kind: str, status: str | None = None,
+                             val_bpb: float | None = None) -> None:
+        with self.transaction() as tx:
+            tx.execute("INSERT OR IGNORE INTO foreign_states(state, bench, author, kind, status, val_bpb, ts)"
+                       " VALUES (?,?,?,?,?,?,?)", (state, bench, author, kind, status, val_bpb, time.time()))
+
+    def foreign_states(self, bench: str) -> set[str]:
+        return {r["state"] for r in self.query("SELECT DISTINCT state FROM foreign_states WHERE bench = ?", (bench,))}
+
+    def record_peer(self, p, *, now: float | None = None) -> bool:
+        """Upsert a peer from its Presence; True when it was first seen now."""
+        now = now or time.time()
+        with self.transaction() as tx:
+            new = tx.execute("INSERT OR IGNORE INTO peers(peer, first_seen, last_seen) VALUES (?,?,?)",
+                             (p.author, now, now)).rowcount == 1
+            tx.execute("UPDATE peers SET tier=?, role=?, hardware=?, head=?, head_val_bpb=?, addrs=?, version=?,"
+                       " counters=?, last_seen=? WHERE peer=?",
+                       (p.bench.tier, p.role, json.dumps(p.hardware), p.head, p.head_val_bpb, json.dumps(p.addrs),
+                        p.version, json.dumps(p.counters), now, p.author))
+            return new
+
+    def peers(self) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM peers ORDER BY first_seen")
+
+    def note_failed_verification(self, peer: str) -> None:
+        with self.transaction() as tx:
+            tx.execute("INSERT OR IGNORE INTO peers(peer, first_seen, last_seen) VALUES (?,?,?)",
+                       (peer, time.time(), time.time()))
+            tx.execute("UPDATE peers SET failed_verifications = failed_verifications + 1 WHERE peer = ?", (peer,))
+
+    def record_rejection(self, peer: str, reason: str) -> None:
+        with self.transaction() as tx:
+            tx.execute("INSERT INTO rejections(peer, reason, at) VALUES (?,?,?)", (peer, reason, time.time()))
+
+    def rejections_by_reason(self) -> dict[str, int]:
+        return {r["reason"]: r["n"] for r in self.query(
+            "SELECT reason, COUNT(*) AS n FROM rejections GROUP BY reason ORDER BY n DESC")}
 
     def counters(self) -> dict[str, int]:
         rows = self.query("SELECT status, COUNT(*) AS n FROM experiments GROUP BY status")

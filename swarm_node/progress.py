@@ -63,12 +63,11 @@ class Progress(Observer):
         self.clear()
         if record.status in self.counts:
             self.counts[record.status] += 1
+        if record.status in ("baseline", "keep", "adopted") and record.val_bpb is not None:
+            self.best = record.val_bpb
         if record.proposer not in ("baseline", "adoption"):
             self.done += 1
         self.current = None
-
-    def set_best(self, value: float | None) -> None:
-        self.best = value
 
     async def tick(self) -> None:
         """Redraw until cancelled (run it in the node's nursery)."""

@@ -30,6 +30,15 @@ def ledger_rows(home: Path, sql: str, args=()):
         db.close()
 
 
+def slow_toy_target(folder: Path, seconds: float) -> Path:
+    """A copy of the toy target whose runs take `seconds` (the sandbox passes no env through)."""
+    import shutil
+    shutil.copytree(TOY_TARGET, folder)
+    train = folder / "train.py"
+    train.write_text(train.read_text().replace("SLEEP_SECONDS = 0.0", f"SLEEP_SECONDS = {float(seconds)}"))
+    return folder
+
+
 @pytest.fixture
 def corpus() -> Path:
     if not CORPUS.is_file():

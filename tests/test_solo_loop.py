@@ -12,7 +12,7 @@ from swarm_node.research.proposers.base import Proposal
 from swarm_node.research.session import Options, build
 from swarm_node.research.workspace import Workspace
 
-from conftest import REPO, TOY_TARGET, ledger_rows, swarm_node
+from conftest import REPO, TOY_TARGET, ledger_rows, slow_toy_target, swarm_node
 
 TOY = ["--target", str(TOY_TARGET), "--tier", "cpu", "--budget", "1", "--timeout-margin", "3",
        "--memory-limit", "2"]
@@ -42,10 +42,12 @@ def test_crashes_hangs_and_memory_hogs_are_recorded_and_the_loop_carries_on(tmp_
 
 def test_kill_9_during_an_experiment_then_resume(tmp_path):
     home = tmp_path / "home"
-    swarm_node("run", "--solo", *TOY, "--max-experiments", "1", home=home)
-    env = {**os.environ, "SWARM_NODE_HOME": str(home), "TOY_SLEEP": "30"}
-    proc = subprocess.Popen([sys.executable, "-m", "swarm_node.cli", "run", "--solo", *TOY,
-                             "--timeout-margin", "60", "--max-experiments", "3"], cwd=REPO, env=env,
+    slow = slow_toy_target(tmp_path / "toy_target", 1.5)
+    args = [a if a != str(TOY_TARGET) else str(slow) for a in TOY]
+    swarm_node("run", "--solo", *args, "--max-experiments", "1", home=home)
+    env = {**os.environ, "SWARM_NODE_HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, "-m", "swarm_node.cli", "run", "--solo", *args,
+                             "--max-experiments", "3"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -56,7 +58,7 @@ def test_kill_9_during_an_experiment_then_resume(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    swarm_node("run", "--solo", *TOY, "--max-experiments", "2", home=home)
+    swarm_node("run", "--solo", *args, "--max-experiments", "2", home=home)
     after = ledger_rows(home, "SELECT * FROM experiments ORDER BY id")
     assert after[:len(before)] == before  # nothing recorded was lost or changed
     statuses = [r["status"] for r in after]

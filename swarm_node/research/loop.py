@@ -103,15 +103,18 @@ class ResearchLoop:
 
     # --- start-up -------------------------------------------------------------------------------
 
-    async def prepare(self, target_dir, baseline_overrides: dict | None = None) -> None:
-        """Recover from a previous run (or create the workspace), then make sure a baseline exists."""
+    async def prepare(self, target_dir, baseline_overrides: dict | None = None, *,
+                      start_source: str | None = None, start_note: str | None = None) -> None:
+        """Recover from a previous run (or create the workspace), then make sure a baseline exists.
+
+        A new node may start from `start_source` (the swarm's best) instead of the target's train.py."""
         interrupted = await trio.to_thread.run_sync(self.ledger.recover_interrupted)
         if interrupted:
             log.warning("resumed after an interrupted experiment", interrupted=interrupted)
         if not self.workspace.exists():
             from .hparams import write_block
-            source = (target_dir / "train.py").read_text()
-            if baseline_overrides:  # the tier's model size, for the names this target has
+            source = start_source or (target_dir / "train.py").read_text()
+            if baseline_overrides and start_source is None:  # the tier's model size, for the names this target has
                 block = read_block(source)
                 source = write_block(source, {k: v for k, v in baseline_overrides.items() if k in block})
             await trio.to_thread.run_sync(self.workspace.create, target_dir, source)
@@ -125,16 +128,16 @@ class ResearchLoop:
             await trio.to_thread.run_sync(self.workspace.reset_to, self.head.commit)
             log.info("resuming from head", state=self.head.state[:12], val_bpb=self.head.val_bpb)
         else:
-            await self._measure_baseline()
+            await self._measure_baseline(start_note or "baseline")
 
-    async def _measure_baseline(self) -> None:
+    async def _measure_baseline(self, description: str) -> None:
         source = self.workspace.read_train()
         state = state_hash(source)
         commit = await trio.to_thread.run_sync(self.workspace.head_commit)
         self.ledger.add_state(state, source, None, self.author)
-        record = self._new_record(Proposal(source, "baseline"), "baseline", parent=None, diff="")
+        record = self._new_record(Proposal(source, description), "baseline", parent=None, diff="")
         record.id = self.ledger.start_experiment(
-            state=state, parent=None, description="baseline", proposer="baseline", diff="",
+            state=state, parent=None, description=description, proposer="baseline", diff="",
             tier=self.settings.tier, bench=self.settings.bench, commit_sha=commit)
         await self.observer.experiment_started(record, self.settings.budget)
         outcomes = [await self._run(record, seed) for seed in self.settings.seeds]

@@ -23,7 +23,7 @@ if ACTIVATION == "relu":  # a state that crashes
     raise RuntimeError("toy crash: relu is not implemented")
 if ACTIVATION == "silu":  # a state that eats memory (the runner's limit stops it)
     hog = bytearray(64 * 2**30)
-time.sleep(SLEEP_SECONDS + float(os.environ.get("TOY_SLEEP", "0")))
+time.sleep(SLEEP_SECONDS)
 value = 2.0 + 0.3 * abs(math.log(LEARNING_RATE / 0.006))
 value -= 0.1 * (INIT == "kaiming") + 0.08 * (NORM == "rmsnorm") + 0.05 * TIE_EMBEDDINGS
 value += random.Random(seed).gauss(0, 0.003)
