@@ -98,6 +98,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
+    p = sub.add_parser("bench-table", help="measure the replay's table: real trainings over a grid",
+                       description="Train the tinygpt target over the grid in configs/bench_grid.toml (each "
+                       "configuration with each seed, a fixed number of steps) and write the table the replay's "
+                       "oracle reads. Resumes where it stopped.")
+    p.add_argument("--data", metavar="FILE", required=True, help="the corpus (Tiny Shakespeare)")
+    p.add_argument("--out", metavar="FILE", help="default: experiments/tinygpt/table.json")
+    p.add_argument("--jobs", type=int, default=1, help="trainings at once (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per training (default 1)")
+    p.add_argument("--limit", type=int, help="only the first N configurations (for a quick look)")
+    p.set_defaults(func=cmd_bench_table)
+
     p = sub.add_parser("report", help="draw progress.png and write report.md from the ledger")
     _common(p)
     p.add_argument("--out", metavar="DIR", help="where to write (default: the node's home)")
@@ -261,6 +272,20 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def cmd_bench_table(args) -> int:
+    import time
+    from pathlib import Path
+
+    from .assets import target_dir
+    from .replay.table import DEFAULT_TABLE, measure_table
+    out = Path(args.out) if args.out else target_dir("tinygpt") / DEFAULT_TABLE
+    start = time.monotonic()
+    table = measure_table(out, Path(args.data).resolve(), jobs=args.jobs, threads=args.threads, limit=args.limit,
+                          progress=lambda line: print(line, flush=True))
+    print(f"wrote {out}: {len(table['rows'])} configurations in {time.monotonic() - start:.0f} s")
+    return 0
 
 
 def cmd_report(args) -> int:

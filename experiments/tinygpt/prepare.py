@@ -207,6 +207,7 @@ class RunSettings:
     sha256: str  # of `data`; must equal SWARM_EXPECTED_SHA256 when that is set
     device: str  # SWARM_DEVICE: auto | cpu | cuda | mps, resolved here
     threads: int | None  # SWARM_THREADS: torch.set_num_threads, when set
+    max_steps: int | None = None  # SWARM_MAX_STEPS: stop after this many steps (a budget in steps)
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "RunSettings":
@@ -223,7 +224,7 @@ class RunSettings:
                               f"{expected} (SWARM_EXPECTED_SHA256): the corpus changed since it was resolved")
         return cls(time_budget=budget, seed=int(env.get("SWARM_SEED") or 0), data=Path(corpus["path"]),
                    sha256=corpus["sha256"], device=pick_device(env.get("SWARM_DEVICE") or "auto"),
-                   threads=threads)
+                   threads=threads, max_steps=int(env["SWARM_MAX_STEPS"]) if env.get("SWARM_MAX_STEPS") else None)
 
     def apply(self) -> None:
         import torch

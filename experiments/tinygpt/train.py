@@ -202,8 +202,15 @@ def main():
     sync()
     steps, t_train, training_seconds = 1, time.perf_counter(), 0.0
     last_log = t_train
-    while training_seconds < settings.time_budget:
-        loss = train_step(steps, training_seconds / settings.time_budget)
+    # A step budget (SWARM_MAX_STEPS, used for the replay's table) makes runs repeatable across
+    # machines: the schedule then follows steps instead of seconds.
+    def progress() -> float:
+        if settings.max_steps:
+            return steps / settings.max_steps
+        return training_seconds / settings.time_budget
+
+    while (training_seconds < settings.time_budget if not settings.max_steps else steps < settings.max_steps):
+        loss = train_step(steps, progress())
         steps += 1
         now = time.perf_counter()  # no sync here: the device may run a few steps behind
         training_seconds = now - t_train
@@ -212,7 +219,7 @@ def main():
             value = loss.item()
             if not math.isfinite(value):
                 fail(f"loss is {value} at step {steps}; stopping")
-            print(f"step {steps:5d} | loss {value:.4f} | lr {lr_at(steps, training_seconds / settings.time_budget):.2e}"
+            print(f"step {steps:5d} | loss {value:.4f} | lr {lr_at(steps, progress()):.2e}"
                   f" | {training_seconds:5.1f}s", file=sys.stderr, flush=True)
     sync()
     training_seconds = time.perf_counter() - t_train
