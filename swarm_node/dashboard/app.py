@@ -2,7 +2,7 @@
 
     /                   the page (static/index.html)
     /static/...         app.js, model.js, style.css and the vendored libraries
-    /api/meta           {"mode", "title", "count"}
+    /api/meta           {"mode", "title", "count", "follow"}
     /api/events?since=N the events from index N on, as a JSON list
     /api/stream         server-sent events: one message per event, `id:` its index; resumes after
                         `Last-Event-ID` (or from `?since=N`); a comment every `keepalive` seconds
@@ -63,8 +63,8 @@ def create_app(source, *, keepalive: float = 15.0) -> Starlette:
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     async def meta(request: Request) -> JSONResponse:
-        return JSONResponse({"mode": source.mode, "title": source.title,
-                             "count": len(source.snapshot(0))})
+        return JSONResponse({"mode": source.mode, "title": source.title, "count": len(source.snapshot(0)),
+                             "follow": bool(getattr(source, "follow", False))})
 
     async def events(request: Request) -> JSONResponse:
         try:
@@ -81,10 +81,10 @@ def create_app(source, *, keepalive: float = 15.0) -> Starlette:
             generation = getattr(source, "generation", 0)
             yield "retry: 2000\n\n"
             while True:
+                batch = source.snapshot(sent)[:BATCH]
                 if getattr(source, "generation", 0) != generation:
                     yield "event: reset\ndata: {}\n\n"
                     return
-                batch = source.snapshot(sent)[:BATCH]
                 if batch:
                     yield "".join(_message(sent + i, event) for i, event in enumerate(batch))
                     sent += len(batch)

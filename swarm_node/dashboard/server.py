@@ -8,11 +8,15 @@ Cancelling the nursery stops the server and closes open event streams.
 from __future__ import annotations
 
 import logging
+import sys
 from functools import partial
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 
 def _bind(host: str, port: int) -> str:
@@ -25,9 +29,28 @@ async def serve(app, *, host: str = "127.0.0.1", port: int = 8765,
     config = Config()
     config.bind = [_bind(host, port)]
     config.accesslog = None
-    config.errorlog = logging.getLogger("swarm_node.dashboard")
+    errorlog = logging.getLogger("swarm_node.dashboard.http")
+    if errorlog.level == logging.NOTSET:
+        errorlog.setLevel(logging.WARNING)  # the caller prints the URL; keep Hypercorn's errors only
+    config.errorlog = errorlog
     config.graceful_timeout = 1.0
     config.keep_alive_timeout = 30.0
-    async with trio.open_nursery() as nursery:
-        binds = await nursery.start(partial(hypercorn_serve, app, config))
-        task_status.started(binds[0])
+    started = False
+    try:
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(partial(hypercorn_serve, app, config))
+            started = True
+            task_status.started(binds[0])
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        if not started and len(leaves) == 1 and isinstance(leaves[0], OSError):
+            raise leaves[0] from None  # "address already in use" reads better bare
+        raise
+
+
+def _leaves(group):
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc

@@ -4,7 +4,9 @@ A source is a growing list of events (see `swarm_node.events`) read by index:
 `snapshot(since)` returns the events from index `since` on, and `wait_beyond(count)` returns
 once more than `count` events exist. `mode` tells the page how to show them: "live" (a node in
 this process), "home" (a node's home tailed from another process) or "replay" (the page plays
-the events itself by their virtual time `t`).
+the events itself by their virtual time `t`, with a scrubber). A replay running in this process
+(`replay --dashboard`) is a LiveSource with mode="replay": its page starts at full speed, so it
+keeps up with the replay as it runs, and can still be scrubbed back.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class LiveSource:
         self.mode = mode
         self.title = title
         self.generation = 0  # a live log never rewinds
+        self.follow = True   # events are being made now: a replay page keeps up with them by default
 
     def snapshot(self, since: int) -> list[dict]:
         return self.log.events[max(since, 0):]
@@ -55,11 +58,13 @@ class FileSource:
         self.mode = mode
         self.title = title or self.path.resolve().parent.name or str(self.path)
         self.poll = poll
+        self.follow = False  # a finished file: a replay page plays it at a watchable speed
         self.generation = 0
         self._events: list[dict] = []
         self._offset = 0
         self._identity: tuple[int, int] | None = None
         self._tail = b""
+        self._head = b""  # the file's first bytes: a file rewritten in place starts differently
         self._lock = threading.Lock()
 
     def snapshot(self, since: int) -> list[dict]:
@@ -81,14 +86,17 @@ class FileSource:
             except FileNotFoundError:
                 return len(self._events)
             identity = (stat.st_dev, stat.st_ino)
-            if self._identity is not None and (identity != self._identity or stat.st_size < self._offset):
-                self._restart()
-            self._identity = identity
-            if stat.st_size == self._offset:
-                return len(self._events)
             with open(self.path, "rb") as f:
+                if self._identity is not None and (identity != self._identity or stat.st_size < self._offset
+                                                   or f.read(len(self._head)) != self._head):
+                    self._restart()  # replaced, truncated, or rewritten (a new file may reuse the inode)
+                self._identity = identity
+                if stat.st_size == self._offset:
+                    return len(self._events)
                 f.seek(self._offset)
                 chunk = f.read()
+            if not self._head:
+                self._head = chunk[:64]
             self._offset += len(chunk)
             lines = (self._tail + chunk).split(b"\n")
             self._tail = lines.pop()  # b"" after a newline; otherwise a line still being written
@@ -107,4 +115,5 @@ class FileSource:
         self._events = []
         self._offset = 0
         self._tail = b""
+        self._head = b""
         self.generation += 1

@@ -200,7 +200,7 @@
       const p = this.peer(e.peer);
       if (e.from) this.peer(e.from);
       this.counters.receipts += 1;
-      this.reach(d, p.id, e.t);
+      this.reach(d, p.id, e.t, e.from || null);
       this.changes.touches.push({ kind: "received", id: d.id, peer: p.id, from: e.from || null });
       this.lastTouched = d.id;
     }
@@ -246,7 +246,7 @@
       let d = this.discoveries.get(id);
       if (!d) {
         d = { id, peer: author || null, tier: null, state: id, parent: null, val: null, test: null,
-          description: "", diff: "", t, has: new Map(), adopted: new Map(), curve: [], reached: 0, aliveAt: 0,
+          description: "", diff: "", t, has: new Map(), adopted: new Map(), via: new Map(), curve: [], reached: 0, aliveAt: 0,
           t50: null, t100: null, color: DISCOVERY_COLORS[this.discoveryOrder.length % DISCOVERY_COLORS.length],
           order: this.discoveryOrder.length, version: 0, placeholder: true };
         this.discoveries.set(id, d);
@@ -256,9 +256,10 @@
       return d;
     }
 
-    reach(d, peer, t) {
+    reach(d, peer, t, from) {
       if (d.has.has(peer)) return;
       d.has.set(peer, t);
+      if (from) d.via.set(peer, from);
       d.version += 1;
       this.sample(d, t);
       this.changes.spread = this.changes.discoveries = true;
@@ -295,9 +296,9 @@
     offerBest(tier, candidate) {
       if (!finite(candidate.val)) return;
       const cur = this.best.get(tier);
-      const better = !cur || candidate.val < cur.val - 1e-12 ||
-        (Math.abs(candidate.val - cur.val) <= 1e-12 && candidate.state && cur.state && candidate.state < cur.state &&
-          candidate.state !== cur.state);
+      const tie = cur && Math.abs(candidate.val - cur.val) <= 1e-12;
+      const better = !cur || (!tie && candidate.val < cur.val) || (tie && candidate.state && cur.state &&
+        candidate.state < cur.state); // ties go to the lower state hash, as the swarm's register does
       if (!better) return;
       this.best.set(tier, Object.assign({ tier }, candidate));
       if (!this.trajectory.has(tier)) this.trajectory.set(tier, []);

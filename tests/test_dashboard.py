@@ -1,0 +1,375 @@
+"""The dashboard's server side: event sources, the JSON API, server-sent events, the export."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from functools import partial
+from html.parser import HTMLParser
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from swarm_node.dashboard.app import create_app
+from swarm_node.dashboard.command import add_dashboard_parser, export_html, source_for
+from swarm_node.dashboard.server import serve
+from swarm_node.dashboard.sources import FileSource, LiveSource
+from swarm_node.events import EventLog
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def line(event: dict) -> str:
+    return json.dumps(event) + "\n"
+
+
+def join(peer: str, t: float = 0.0) -> dict:
+    return {"type": "join", "t": t, "wall": 1.0 + t, "peer": peer, "tier": "cpu", "role": "init-norm"}
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+def test_file_source_tails_whole_lines_and_waits_for_the_file(tmp_path):
+    path = tmp_path / "events.jsonl"
+    source = FileSource(path, mode="replay")
+    assert source.snapshot(0) == []  # not there yet
+    path.write_text(line(join("a")) + line(join("b"))[:20])  # the writer is mid-line
+    assert [e["peer"] for e in source.snapshot(0)] == ["a"]
+    with open(path, "a") as f:
+        f.write(line(join("b"))[20:] + "not json\n" + line(join("c")))
+    assert [e["peer"] for e in source.snapshot(0)] == ["a", "b", "c"]
+    assert [e["peer"] for e in source.snapshot(2)] == ["c"]
+    assert source.mode == "replay" and source.title == tmp_path.name
+
+
+def test_file_source_starts_over_when_the_file_is_replaced(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(line(join("a")) + line(join("b")))
+    source = FileSource(path)
+    assert len(source.snapshot(0)) == 2
+    path.write_text(line(join("z")))
+    assert [e["peer"] for e in source.snapshot(0)] == ["z"]
+    assert source.generation == 1
+
+
+def test_file_source_wakes_a_waiter_when_lines_arrive(tmp_path):
+    path = tmp_path / "events.jsonl"
+    source = FileSource(path, poll=0.02)
+
+    async def main():
+        async def append():
+            await trio.sleep(0.1)
+            path.write_text(line(join("a")))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(append)
+            with trio.fail_after(3):
+                await source.wait_beyond(0)
+        assert len(source.snapshot(0)) == 1
+
+    trio.run(main)
+
+
+def test_live_source_reads_the_event_log():
+    log = EventLog()
+    source = LiveSource(log, title="node x")
+    log.emit("join", peer="a", tier="cpu", role="r")
+
+    async def main():
+        async def emit():
+            await trio.sleep(0.05)
+            log.emit("leave", peer="a")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(emit)
+            with trio.fail_after(3):
+                await source.wait_beyond(1)
+    trio.run(main)
+    assert [e["type"] for e in source.snapshot(0)] == ["join", "leave"]
+    assert source.mode == "live" and source.title == "node x"
+
+
+# --- the app over a real Hypercorn server ----------------------------------------------------
+
+def run_with_server(source, scenario, keepalive: float = 15.0):
+    """Serve create_app(source) on a free port inside trio and run scenario(client, url, nursery)."""
+    async def main():
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(partial(serve, create_app(source, keepalive=keepalive), port=0))
+            assert url.startswith("http://127.0.0.1:")
+            async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+                with trio.fail_after(10):
+                    await scenario(client, url, nursery)
+            nursery.cancel_scope.cancel()
+    trio.run(main)
+
+
+_readers: dict = {}
+
+
+async def read_messages(response, count: int) -> list[dict]:
+    """Parse the next `count` server-sent messages (comments come back as {"comment": ...})."""
+    lines = _readers.setdefault(id(response), (response, response.aiter_lines()))[1]
+    out, message = [], {}
+    async for raw in lines:
+        if raw == "":
+            if message:
+                out.append(message)
+                message = {}
+                if len(out) >= count:
+                    return out
+            continue
+        if raw.startswith(":"):
+            out.append({"comment": raw[1:].strip()})
+            if len(out) >= count:
+                return out
+            continue
+        field, _, value = raw.partition(":")
+        message[field] = value.lstrip(" ")
+    return out
+
+
+def test_page_static_files_and_json_api(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(line(join(p, i)) for i, p in enumerate("abc")))
+    source = FileSource(path, mode="replay", title="night run")
+
+    async def scenario(client, url, nursery):
+        page = await client.get("/")
+        assert page.status_code == 200
+        assert '<link rel="icon" href="data:,">' in page.text
+        for asset in ("static/app.js", "static/model.js", "static/style.css",
+                      "static/vendor/cytoscape/cytoscape.min.js", "static/vendor/uplot/uPlot.iife.min.js",
+                      "static/vendor/uplot/uPlot.min.css"):
+            assert f'"{asset}"' in page.text
+            assert (await client.get("/" + asset)).status_code == 200, asset
+        assert (await client.get("/static/nope.js")).status_code == 404
+        assert (await client.get("/api/meta")).json() == {"mode": "replay", "title": "night run", "count": 3,
+                                                          "follow": False}
+        assert [e["peer"] for e in (await client.get("/api/events")).json()] == ["a", "b", "c"]
+        assert [e["peer"] for e in (await client.get("/api/events?since=2")).json()] == ["c"]
+        assert (await client.get("/api/events?since=x")).status_code == 400
+
+    run_with_server(source, scenario)
+
+
+def test_stream_sends_each_event_with_its_index_and_resumes(tmp_path):
+    log = EventLog()
+    for p in "abc":
+        log.emit("join", peer=p, tier="cpu", role="r")
+    source = LiveSource(log)
+
+    async def scenario(client, url, nursery):
+        async with client.stream("GET", "/api/stream") as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            messages = await read_messages(response, 4)
+        assert messages[0] == {"retry": "2000"}
+        assert [m["id"] for m in messages[1:]] == ["0", "1", "2"]
+        assert [json.loads(m["data"])["peer"] for m in messages[1:]] == ["a", "b", "c"]
+
+        async with client.stream("GET", "/api/stream?since=2") as response:
+            messages = await read_messages(response, 2)
+        assert messages[1]["id"] == "2"
+
+        # a browser reconnecting sends the last id it saw; Last-Event-ID wins over ?since=
+        async with client.stream("GET", "/api/stream?since=0", headers={"Last-Event-ID": "1"}) as response:
+            first = (await read_messages(response, 2))[1]
+            assert first["id"] == "2"
+            log.emit("leave", peer="a")  # from trio's thread: the open stream wakes up
+            nxt = (await read_messages(response, 1))[0]
+        assert nxt["id"] == "3" and json.loads(nxt["data"])["type"] == "leave"
+
+    run_with_server(source, scenario)
+
+
+def test_stream_keeps_alive_and_survives_viewers_leaving(tmp_path):
+    log = EventLog()
+    source = LiveSource(log)
+
+    async def scenario(client, url, nursery):
+        async with client.stream("GET", "/api/stream") as response:
+            messages = await read_messages(response, 2)
+        assert messages[1] == {"comment": "keep-alive"}
+        for _ in range(5):  # viewers come and go mid-stream
+            async with client.stream("GET", "/api/stream") as response:
+                await read_messages(response, 1)
+        log.emit("join", peer="z", tier="cpu", role="r")
+        assert len((await client.get("/api/events")).json()) == 1
+
+    run_with_server(source, scenario, keepalive=0.2)
+
+
+def test_stream_sends_a_reset_when_the_file_starts_over(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(line(join("a")))
+    source = FileSource(path, poll=0.02)
+
+    async def scenario(client, url, nursery):
+        async with client.stream("GET", "/api/stream") as response:
+            await read_messages(response, 2)
+            path.unlink()
+            path.write_text(line(join("b")) + line(join("c")))
+            messages = await read_messages(response, 1)
+        assert messages[0].get("event") == "reset", messages
+
+    run_with_server(source, scenario)
+
+
+def test_cancelling_the_nursery_stops_the_server_with_a_stream_open():
+    log = EventLog()
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(partial(serve, create_app(LiveSource(log)), port=0))
+            async with httpx.AsyncClient(base_url=url) as client:
+                async with client.stream("GET", "/api/stream") as response:
+                    await read_messages(response, 1)
+                    started = time.monotonic()
+                    nursery.cancel_scope.cancel()
+        return time.monotonic() - started
+
+    assert trio.run(main) < 2
+
+
+def test_server_reports_the_real_port_and_refuses_a_busy_one():
+    async def main():
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(partial(serve, create_app(LiveSource(EventLog())), port=0))
+            port = int(url.rsplit(":", 1)[1])
+            assert port > 0
+            with pytest.raises(OSError):
+                await nursery.start(partial(serve, create_app(LiveSource(EventLog())), port=port))
+            nursery.cancel_scope.cancel()
+    trio.run(main)
+
+
+# --- command and export ----------------------------------------------------------------------
+
+def parse(*argv):
+    top = argparse.ArgumentParser()
+    add_dashboard_parser(top.add_subparsers(dest="command"))
+    return top.parse_args(["dashboard", *argv])
+
+
+def test_dashboard_arguments(tmp_path, monkeypatch):
+    args = parse("--replay", str(tmp_path))
+    assert (args.host, args.port, args.open) == ("127.0.0.1", 8765, False)
+    source = source_for(args)
+    assert source.mode == "replay" and source.path == tmp_path / "events.jsonl"
+    assert source_for(parse("--replay", str(tmp_path / "events.jsonl"))).path == tmp_path / "events.jsonl"
+    monkeypatch.setenv("SWARM_NODE_HOME", str(tmp_path / "home"))
+    source = source_for(parse("--port", "0"))
+    assert source.mode == "home" and source.path == (tmp_path / "home" / "events.jsonl").resolve()
+    assert not (tmp_path / "home").exists()  # a viewer never creates a home
+    with pytest.raises(SystemExit):
+        parse("--home", "a", "--replay", "b")
+
+
+def test_dashboard_command_serves_until_interrupted(tmp_path):
+    (tmp_path / "events.jsonl").write_text(line(join("a")))
+    code = ("import argparse, sys; from swarm_node.dashboard.command import add_dashboard_parser;"
+            "top = argparse.ArgumentParser(); add_dashboard_parser(top.add_subparsers());"
+            "args = top.parse_args(sys.argv[1:]); sys.exit(args.func(args))")
+    proc = subprocess.Popen([sys.executable, "-c", code, "dashboard", "--replay", str(tmp_path), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("dashboard: http://127.0.0.1:"), first + proc.stderr.read()
+        url = first.split()[1]
+        assert httpx.get(url + "api/meta", timeout=5).json()["mode"] == "replay"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_dashboard_command_without_the_replay_file(tmp_path):
+    args = parse("--replay", str(tmp_path / "missing"))
+    assert args.func(args) == 2
+
+
+class ScriptReader(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.found, self._open = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "script":
+            self._open = (dict(attrs), [])
+
+    def handle_data(self, data):
+        if self._open:
+            self._open[1].append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "script" and self._open:
+            self.found.append((self._open[0], "".join(self._open[1])))
+            self._open = None
+
+
+def test_export_is_one_self_contained_file(tmp_path):
+    events = [join("a"), {"type": "discovery", "t": 1.0, "wall": 2.0, "id": "ab" * 32, "peer": "a", "tier": "cpu",
+                          "state": "ab" * 32, "parent": "cd" * 32, "val_bpb": 2.0, "test_bpb": 2.01,
+                          "description": "x", "diff": "+</script><script>alert(1)</script>\n+\u2028"}]
+    out = export_html(events, tmp_path / "report.html", "night run")
+    html = out.read_text()
+    assert 'src="static/' not in html and 'href="static/' not in html
+    scripts = ScriptReader()
+    scripts.feed(html)
+    assert len(scripts.found) == 5  # the events, uPlot, cytoscape, model.js, app.js: the diff did not end one early
+    attrs, text = scripts.found[0]
+    assert attrs == {"id": "swarm-data", "type": "application/json"}
+    data = json.loads(text)
+    assert data["title"] == "night run" and data["events"] == events
+    assert "cytoscape" in html and "uPlot" in html and "--received" in html
+    assert os.path.getsize(out) < 1_000_000
+
+
+def test_page_model_measures_spread_and_lineage():
+    """model.js (the page's state) run under node: reach, time to 50 % / 100 %, the lineage of a best."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    h = lambda c: c * 64  # noqa: E731 - state hashes
+    events = [join(p, 0) for p in ("a", "b", "c", "d")] + [
+        {"type": "link", "t": 0, "wall": 1, "a": "a", "b": "b"},
+        {"type": "experiment", "t": 1, "wall": 2, "peer": "a", "id": "a-0", "state": h("0"), "description": "baseline",
+         "status": "baseline", "val_bpb": 2.0, "test_bpb": 2.01, "tier": "cpu"},
+        {"type": "discovery", "t": 10, "wall": 11, "id": h("1"), "peer": "a", "tier": "cpu", "state": h("1"),
+         "parent": h("0"), "val_bpb": 1.9, "test_bpb": 1.92, "description": "x", "diff": "+x"},
+        {"type": "receipt", "t": 11, "wall": 12, "id": h("1"), "peer": "b", "from": "a"},
+        {"type": "receipt", "t": 13, "wall": 14, "id": h("1"), "peer": "c", "from": "b"},
+        {"type": "adoption", "t": 20, "wall": 21, "id": h("1"), "peer": "d", "state": h("1"), "val_bpb": 1.9,
+         "verified": True},
+        {"type": "discovery", "t": 30, "wall": 31, "id": h("2"), "peer": "d", "tier": "cpu", "state": h("2"),
+         "parent": h("1"), "val_bpb": 1.8, "test_bpb": 1.83, "description": "y", "diff": "+y"},
+        {"type": "reject", "t": 31, "wall": 32, "peer": "a", "from": "d", "reason": "code"},
+        {"type": "leave", "t": 40, "wall": 41, "peer": "c"},
+    ]
+    script = """
+    global.window = {};
+    require(process.argv[1]);
+    const m = new window.SwarmModel.Swarm();
+    for (const e of JSON.parse(require('fs').readFileSync(0, 'utf8'))) m.apply(e);
+    const d = m.discoveries.get('1'.repeat(64));
+    console.log(JSON.stringify({counters: m.counters, t50: d.t50, t100: d.t100, adopted: d.adopted.size,
+      share: m.share(d), best: m.best.get('cpu'), lineage: m.lineage('cpu').chain.map(s => s.state[0]),
+      trajectory: m.trajectory.get('cpu'), via: [...d.via]}));
+    """
+    out = subprocess.run([node, "-e", script, str(REPO / "swarm_node/dashboard/static/model.js")],
+                         input=json.dumps(events), capture_output=True, text=True, timeout=30, check=True)
+    seen = json.loads(out.stdout)
+    assert seen["t50"] == 1 and seen["t100"] == 10  # 2 of 4 peers after 1 s, all 4 (d adopted) after 10 s
+    assert seen["adopted"] == 1 and seen["via"] == [["b", "a"], ["c", "b"]]
+    assert seen["share"] == {"reached": 3, "alive": 3, "share": 1}  # c left
+    assert seen["counters"]["peers"] == 3 and seen["counters"]["links"] == 1
+    assert seen["counters"]["discoveries"] == 2 and seen["counters"]["rejected"] == 1
+    assert seen["best"]["val"] == 1.8 and seen["best"]["peer"] == "d" and seen["best"]["test"] == 1.83
+    assert seen["lineage"] == ["0", "1", "2"]
+    assert seen["trajectory"] == [[1, 2.0], [10, 1.9], [30, 1.8]]

@@ -1,0 +1,162 @@
+"""The dashboard in a real headless Chromium: a live swarm, a 35-agent replay, a static export.
+
+Debian's chromium driven by Playwright's sync API (no browser download). Every test records console
+errors and every request, and checks that nothing left 127.0.0.1. Screenshots go to
+$SWARM_SCREENSHOTS (or the test's tmp_path).
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import trio
+
+from dashboard_checks import (CHROMIUM, CHROMIUM_ARGS, VIEWPORT, assert_clean, assert_shows_swarm, counter,
+                              discovery_rows, open_dashboard, pin_discovery, record, screenshot, screenshot_dir,
+                              serve_in_thread, settle, stats, wait_for_replay_end)
+from swarm_events import generate, write_jsonl
+from swarm_node.dashboard.app import create_app
+from swarm_node.dashboard.command import export_html
+from swarm_node.dashboard.sources import FileSource, LiveSource
+from swarm_node.events import EventLog
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Debian's chromium is not at {CHROMIUM} "
+                                "(apt-get install -y chromium)")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    return screenshot_dir(tmp_path)
+
+
+def test_live_swarm_updates_over_server_sent_events(browser, shots):
+    """A node's own event log, served live: the page starts empty and everything arrives over SSE."""
+    events = generate(peers=3, hours=0.5, seed=3, hop_delay=(0.03, 0.13))
+    assert any(e["type"] == "adoption" for e in events)
+    log = EventLog()
+    page_ready = threading.Event()
+
+    async def run_swarm():  # the events of a 3-node swarm, 30 virtual minutes in about 3 s
+        while not page_ready.is_set():
+            await trio.sleep(0.05)
+        last = 0.0
+        for event in events:
+            await trio.sleep(max(0.0, (event["t"] - last) / 600))
+            last = event["t"]
+            log.emit(event["type"], **{k: v for k, v in event.items() if k not in ("type", "t", "wall")})
+
+    with serve_in_thread(create_app(LiveSource(log, title="3-node swarm")), tasks=[run_swarm]) as url:
+        page = browser.new_page(viewport=VIEWPORT)
+        seen = record(page)
+        open_dashboard(page, url)
+        assert stats(page)["eventsLoaded"] == 0
+        assert page.locator("#mode").inner_text().lower().startswith("live")
+        page_ready.set()
+        shown = assert_shows_swarm(page, peers=3)
+        page.wait_for_function(f"window.swarmStats.eventsApplied === {len(events)}", timeout=20_000)
+        settle(page)
+        screenshot(page, shots, "live-3-nodes")
+        assert counter(page, "experiments") == sum(e["type"] == "experiment" for e in events)
+        assert counter(page, "adoptions") == sum(e["type"] == "adoption" for e in events)
+        assert shown["leaderboard"][0]["tier"] == "cpu"
+        page.close()
+    assert_clean(seen)
+    assert any("/api/stream" in url for url in seen.requests)
+
+
+def test_replay_of_35_agents_plays_at_full_speed(browser, shots, tmp_path):
+    events = generate(peers=35, hours=8, seed=7)
+    held_back = 300  # appended once the page runs: they must arrive over SSE
+    path = write_jsonl(events[:-held_back], tmp_path / "replay" / "events.jsonl")
+    source = FileSource(path, mode="replay", title="35 agents, 8 h")
+    with serve_in_thread(create_app(source)) as url:
+        page = browser.new_page(viewport=VIEWPORT)
+        seen = record(page)
+        open_dashboard(page, url, speed="max")
+        played = wait_for_replay_end(page, timeout=120)
+        seconds = (played["playEnd"] - played["playStart"]) / 1000
+        print(f"\n35-agent replay at max speed: {played['playEvents']} events rendered in {seconds:.2f} s = "
+              f"{played['eventsPerSecond']} events/s; longest frame gap {played['maxFrameGapDuringPlayMs']:.0f} ms "
+              f"({played['frames']} frames, apply {played['applyMs']:.0f} ms, render {played['renderMs']:.0f} ms)")
+        assert played["eventsApplied"] == len(events) - held_back
+        assert played["maxFrameGapDuringPlayMs"] < 1000, "the page froze while playing"
+
+        with open(path, "a") as f:  # the replay goes on: the page follows over server-sent events
+            f.write("".join(line + "\n" for line in map(_json, events[-held_back:])))
+        page.wait_for_function(f"window.swarmStats.eventsApplied === {len(events)}", timeout=20_000)
+
+        shown = assert_shows_swarm(page, peers=35)
+        assert {e["tier"] for e in shown["leaderboard"]} == {"gpu-large", "gpu-consumer", "cpu"}
+        assert max(e["steps"] for e in shown["leaderboard"]) >= 3
+        assert counter(page, "rejected") == sum(e["type"] == "reject" for e in events)
+        settle(page)
+        screenshot(page, shots, "replay-35-end")
+
+        # follow one discovery: the graph shows who has it and the links it came over
+        row = discovery_rows(page)[2]
+        pin_discovery(page, row["id"])
+        settle(page)
+        assert page.locator("#focus").inner_text().count(row["short"]) == 1
+        screenshot(page, shots, "replay-35-pinned", full_page=False)
+
+        # read the diff behind a step of the lineage
+        page.locator("#leaderboard .step.has-diff").first.click()
+        page.wait_for_selector("#diff-dialog[open]")
+        assert "+++ b/train.py" in page.locator("#diff-body").inner_text()
+        screenshot(page, shots, "replay-35-diff", full_page=False)
+        page.click("#diff-close")
+        page.click("#focus [data-unpin]")  # follow the newest discovery again
+
+        # sustained play: 1000 virtual seconds per real second, from the first discovery on
+        first = next(e for e in events if e["type"] == "discovery")
+        page.evaluate(f"window.swarmPlayer.seek({first['t'] - 1}); window.swarmPlayer.setSpeed(1000);"
+                      "window.swarmPlayer.play(true)")
+        page.wait_for_timeout(200)
+        before = stats(page)
+        page.wait_for_timeout(2000)
+        after = stats(page)
+        fps = (after["frames"] - before["frames"]) / 2
+        print(f"35-agent replay at 1000x: {fps:.0f} frames/s, "
+              f"{(after['eventsApplied'] - before['eventsApplied']) / 2:.0f} events/s")
+        assert fps >= 5
+
+        # the wave, mid-spread: the newest discovery at 1x
+        page.evaluate("window.swarmPlayer.play(false)")
+        late = [e for e in events if e["type"] == "discovery"][-3]
+        page.evaluate(f"window.swarmPlayer.seek({late['t'] - 0.2}); window.swarmPlayer.setSpeed(1);"
+                      "window.swarmPlayer.play(true)")
+        page.wait_for_timeout(1800)
+        screenshot(page, shots, "replay-35-wave", full_page=False)
+        page.close()
+    assert_clean(seen)
+
+
+def test_static_export_works_without_a_server(browser, shots, tmp_path):
+    events = generate(peers=35, hours=2, seed=11)
+    out = export_html(events, tmp_path / "swarm.html", "night run")
+    page = browser.new_page(viewport=VIEWPORT)
+    seen = record(page)
+    open_dashboard(page, out.as_uri())
+    assert page.locator("#mode").inner_text().lower() == "snapshot"
+    assert_shows_swarm(page, peers=35)
+    assert stats(page)["eventsApplied"] == len(events)
+    settle(page)
+    screenshot(page, shots, "export-snapshot")
+    page.close()
+    assert_clean(seen)
+    assert all(u.startswith(("file:", "data:")) for u in seen.requests), seen.requests
+
+
+def _json(event: dict) -> str:
+    import json
+    return json.dumps(event, separators=(",", ":"))
