@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..assets import load_config, target_dir
 from ..research.hparams import write_block
-from ..research.runner import parse_summary
+from ..research.summary import parse_summary
 from ..research.workspace import state_hash
 
 DEFAULT_TABLE = "table.json"  # beside the target's train.py
@@ -57,7 +57,7 @@ def train_once(target: Path, source: str, *, seed: int, steps: int, corpus: Path
 
 
 def measure_table(out: Path, corpus: Path, *, jobs: int = 1, threads: int = 1, limit: int | None = None,
-                  progress=print) -> dict:
+                  progress=print, command: str | None = None) -> dict:
     """Train every grid row (resuming from `out` if it exists) and write the table as it goes."""
     spec = load_config("bench_grid")
     target = target_dir("tinygpt")
@@ -70,7 +70,7 @@ def measure_table(out: Path, corpus: Path, *, jobs: int = 1, threads: int = 1, l
         "grid": spec["grid"], "corpus_sha256": _sha256(corpus), "device": "cpu", "threads_per_run": threads,
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpus": os.cpu_count()},
-        "command": "swarm-node bench-table " + " ".join(sys.argv[2:]),
+        "command": command or "swarm-node bench-table " + " ".join(sys.argv[2:]),
     })
     lock = threading.Lock()
     todo = [(c, seed) for c in configs for seed in spec["seeds"]

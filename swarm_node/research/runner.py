@@ -8,7 +8,6 @@ read that user's files. That is why peers' code diffs are refused unless explici
 """
 from __future__ import annotations
 
-import math
 import os
 import resource
 import shutil
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import trio
 
+from .summary import parse_summary
 from .workspace import file_sha256
 
 TAIL_CHARS = 4000
@@ -47,27 +47,6 @@ class RunOutcome:
 
 class HarnessChanged(RuntimeError):
     """prepare.py in the workspace differs from the target's: results would not be comparable."""
-
-
-def parse_summary(output: str) -> dict[str, float] | None:
-    """The `key: value` lines after the last `---` line, autoresearch's summary block."""
-    lines = output.splitlines()
-    try:
-        start = len(lines) - 1 - lines[::-1].index("---")
-    except ValueError:
-        return None
-    summary: dict[str, float] = {}
-    for line in lines[start + 1:]:
-        key, sep, value = line.partition(":")
-        if not sep:
-            continue
-        try:
-            summary[key.strip()] = float(value.strip())
-        except ValueError:
-            continue
-    if not all(math.isfinite(summary.get(k, math.nan)) for k in ("val_bpb",)):
-        return None
-    return summary
 
 
 @cache
