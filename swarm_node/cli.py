@@ -109,9 +109,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N configurations (for a quick look)")
     p.set_defaults(func=cmd_bench_table)
 
+    from .dashboard.command import add_dashboard_parser
+    add_dashboard_parser(sub)
+
     p = sub.add_parser("report", help="draw progress.png and write report.md from the ledger")
     _common(p)
     p.add_argument("--out", metavar="DIR", help="where to write (default: the node's home)")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained dashboard snapshot of the "
+                   "node's events (or of a replay's, with --replay DIR)")
+    p.add_argument("--replay", metavar="DIR", help="with --html: snapshot a replay's events.jsonl instead")
     p.set_defaults(func=cmd_report)
     return top
 
@@ -294,13 +300,29 @@ def cmd_report(args) -> int:
     from .home import Home
     from .ledger import Ledger
     from .report import write_report
+    if args.html and args.replay:
+        return _export_html(Path(args.replay) / "events.jsonl", Path(args.html), f"replay {args.replay}")
     home = Home.from_env(args.home)
     if not home.ledger.exists():
         print(f"error: no ledger in {home.root}: run `swarm-node run --solo` first (or pass --home)", file=sys.stderr)
         return 2
+    if args.html:
+        if _export_html(home.root / "events.jsonl", Path(args.html), f"node {home.root}"):
+            return 2
     out = Path(args.out) if args.out else home.root
     png, md = write_report(Ledger(home.ledger), out)
     print(f"wrote {png} and {md}")
+    return 0
+
+
+def _export_html(events_path, out, title: str) -> int:
+    from .dashboard.command import export_html
+    from .events import read_jsonl
+    if not events_path.is_file():
+        print(f"error: no events at {events_path} (a node writes them while it runs `join`; a replay into its "
+              "--out folder)", file=sys.stderr)
+        return 2
+    print(f"wrote {export_html(read_jsonl(events_path), out, title)}")
     return 0
 
 

@@ -44,7 +44,10 @@ class NodeOptions:
 
 
 class Node:
-    def __init__(self, research: Research, opts: NodeOptions, observer: Observer | None = None):
+    def __init__(self, research: Research, opts: NodeOptions, observer: Observer | None = None,
+                 events: EventLog | None = None, listen: list[str] | None = None):
+        """`events`: a log shared by several nodes (the replay); then each node records only what
+        it did and received itself, never what it heard about others (they record that)."""
         self.research = research
         self.ledger = research.ledger
         self.loop = research.loop
@@ -54,11 +57,15 @@ class Node:
         self.bench = BenchKey(**research.bench)
         self.bench_json = research.bench_json
         key = load_or_create_identity(research.home.identity_key)
-        self.net = SwarmNetwork(key, topics=[_presence_topic(), self.bench.topic()], listen=opts.listen,
+        self.net = SwarmNetwork(key, topics=[_presence_topic(), self.bench.topic()], listen=listen or opts.listen,
                                 sync_provider=self, policy_check=self.policy_check, on_reject=self._rejected)
         self.peer_id = self.net.peer_id
         self.loop.author = self.peer_id
-        self.events = EventLog(research.home.root / "events.jsonl")
+        self.shared_events = events is not None
+        self.events = events or EventLog(research.home.root / "events.jsonl")
+        self._seen_holding: set[tuple[str, str]] = set()  # (peer, discovery) pairs already drawn
+        self.handled = None  # optional hook(message_id_hex): the replay's gossip barrier counts deliveries
+        self.published = None  # optional hook(message_id_hex, msg)
         self.pending: dict[str, Discovery] = {}  # discoveries waiting to be adopted, by state
         self.news = trio.Event()  # set when something arrives that the research task may want
         self.started = time.monotonic()
@@ -119,13 +126,10 @@ class Node:
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.net.run)
-            self.events.emit("join", peer=self.peer_id, tier=self.bench.tier, role=self.research.tier.role)
-            addrs = self.net.listen_addrs()
+            await self.start(nursery)
             print("swarm-node is listening; other nodes join with:", flush=True)
-            for addr in addrs:
+            for addr in self.net.listen_addrs():
                 print(f"  swarm-node join --bootstrap {addr}", flush=True)
-            nursery.start_soon(self._receive)
             nursery.start_soon(self._presence_loop)
             nursery.start_soon(self._status_loop)
             for addr in self.opts.bootstrap:
@@ -133,6 +137,12 @@ class Node:
             if self.opts.dashboard_port is not None:
                 await self._start_dashboard(nursery)
             await self._research()
+
+    async def start(self, nursery) -> None:
+        """Network up and inbound messages handled; the caller drives the research."""
+        await nursery.start(self.net.run)
+        self.events.emit("join", peer=self.peer_id, tier=self.bench.tier, role=self.research.tier.role)
+        nursery.start_soon(self._receive)
 
     async def _start_dashboard(self, nursery) -> None:
         from .dashboard.app import create_app
@@ -181,7 +191,9 @@ class Node:
 
     async def _publish(self, msg) -> None:
         try:
-            await self.net.publish(msg)
+            message_id = await self.net.publish(msg)
+            if self.published is not None:
+                self.published(message_id.hex(), msg)
         except Exception as exc:  # publishing must never stop research
             log.warning("publish failed", type=msg.type, error=str(exc))
 
@@ -193,6 +205,8 @@ class Node:
                 await trio.to_thread.run_sync(self._handle, msg, peer, message_id.hex())
             except Exception:
                 log.exception("could not handle a message", type=msg.type, peer=peer[:16])
+            if self.handled is not None:
+                self.handled(message_id.hex())
             if self.pending:
                 self.news.set()
 
@@ -201,8 +215,13 @@ class Node:
         deliver a message again, and the ledger's keys make a repeat change nothing."""
         same_bench = getattr(msg, "bench", None) == self.bench
         if isinstance(msg, Presence):
-            if self.ledger.record_peer(msg):
+            if self.ledger.record_peer(msg) and not self.shared_events:
                 self.events.emit("join", peer=msg.author, tier=msg.bench.tier, role=msg.role)
+            if not self.shared_events:  # a peer whose register holds a discovery has received it
+                for best in msg.best.values():
+                    if (msg.author, best.state) not in self._seen_holding and self.ledger.discovery(best.state):
+                        self._seen_holding.add((msg.author, best.state))
+                        self.events.emit("receipt", id=best.state, peer=msg.author, **{"from": "presence"})
         elif isinstance(msg, Claim) and same_bench:
             self.ledger.record_foreign_state(state=msg.state, bench=self.bench_json, author=msg.author, kind="claim")
             self.loop.foreign_states.add(msg.state)
@@ -213,7 +232,7 @@ class Node:
         elif isinstance(msg, Discovery):
             self._handle_discovery(msg, peer, message_id)
         elif isinstance(msg, Adoption):
-            if self.ledger.record_adoption(msg, received_from=peer):
+            if self.ledger.record_adoption(msg, received_from=peer) and not self.shared_events:
                 self.events.emit("adoption", id=msg.discovery_state, peer=msg.author, state=msg.state,
                                  val_bpb=msg.val_bpb, verified=msg.verified)
 
@@ -222,8 +241,10 @@ class Node:
         new = self.ledger.record_discovery(d, bench=bench, received_from=peer, message_id=message_id)
         if not new:
             return  # a re-delivery: recorded as a receipt, nothing else to do
-        self.events.emit("discovery", id=d.state, peer=d.author, tier=d.bench.tier, state=d.state, parent=d.parent,
-                         val_bpb=d.val_bpb, test_bpb=d.test_bpb, description=d.description, diff=d.diff)
+        if not self.shared_events:
+            self.events.emit("discovery", id=d.state, peer=d.author, tier=d.bench.tier, state=d.state,
+                             parent=d.parent, val_bpb=d.val_bpb, test_bpb=d.test_bpb, description=d.description,
+                             diff=d.diff)
         self.events.emit("receipt", id=d.state, peer=self.peer_id, **{"from": peer})
         log.info("discovery received", author=d.author[:16], tier=d.bench.tier, val_bpb=d.val_bpb,
                  description=d.description)

@@ -54,10 +54,10 @@ def search_space() -> dict:
     return load_config("search_space")
 
 
-def make_proposers(name: str, role: str, allow_code: bool = False) -> list:
+def make_proposers(name: str, role: str, allow_code: bool = False, explore: list[str] | None = None) -> list:
     if name not in PROPOSERS:
         raise SetupError(f"unknown proposer {name!r}; choose one of {', '.join(PROPOSERS)}")
-    explore = load_config("roles")["roles"][role]["explore"]
+    explore = explore or load_config("roles")["roles"][role]["explore"]
     heuristic, evolve = HeuristicProposer(explore), EvolveProposer(explore)
     if name == "evolve":
         return [evolve, heuristic]
@@ -89,13 +89,16 @@ class Research:
 
 
 def build(opts: Options, profile: HardwareProfile | None = None, runner=None, observer=None,
-          author: str = "local") -> Research:
+          author: str = "local", *, corpus: Corpus | None = None, tier: Tier | None = None,
+          space: dict | None = None, explore: list[str] | None = None) -> Research:
+    """The replay passes its own corpus, tier, space and explore list (from the table and the
+    scenario) so that 35 agents start without probing hardware or the corpus 35 times."""
     home = Home.from_env(opts.home)
     target = resolve_target(opts.target)
-    corpus = target.resolve_corpus(opts.data, home.root)
+    corpus = corpus or target.resolve_corpus(opts.data, home.root)
     profile = profile or detect()
     try:
-        tier = pick_tier(profile, opts.tier)
+        tier = tier or pick_tier(profile, opts.tier)
     except ValueError as exc:
         raise SetupError(str(exc)) from exc
     budget = opts.budget if opts.budget is not None else tier.budget
@@ -114,11 +117,11 @@ def build(opts: Options, profile: HardwareProfile | None = None, runner=None, ob
                                   device=device, threads=opts.threads, memory_limit_gb=opts.memory_limit_gb, margin=opts.margin,
                                   scratch=home.cache / "runs")
     settings = LoopSettings(budget=budget, tier=tier.name, role=tier.role, bench=json.dumps(bench, sort_keys=True),
-                            space=search_space(), program=_read_optional(target.dir / "program.md"),
+                            space=space or search_space(), program=_read_optional(target.dir / "program.md"),
                             policy=opts.policy, sigma=opts.sigma, min_delta=opts.min_delta, z=opts.z,
                             seed=opts.seed)
     loop = ResearchLoop(ledger=ledger, workspace=Workspace(home.workspace), runner=runner,
-                        proposers=make_proposers(opts.proposer, tier.role, opts.policy == "code"),
+                        proposers=make_proposers(opts.proposer, tier.role, opts.policy == "code", explore),
                         settings=settings, observer=observer, author=author)
     return Research(home, ledger, target, corpus, profile, tier, bench, loop)
 

@@ -28,7 +28,7 @@ class EvolveProposer:
         changes = {}
         for name in ctx.rng.sample(pool, k=min(len(pool), ctx.rng.choice((1, 1, 2)))):
             current = head[name]
-            if name == "LEARNING_RATE" and ctx.rng.random() < 0.5:
+            if name == "LEARNING_RATE" and "min" in ctx.search_space.get(name, {}) and ctx.rng.random() < 0.5:
                 bounds = ctx.search_space[name]
                 value = float(f"{current * 2 ** ctx.rng.uniform(-1, 1):.2g}")
                 changes[name] = min(max(value, bounds["min"]), bounds["max"])
