@@ -10,6 +10,9 @@ import trio
 
 from . import __version__, logs
 
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
 log = structlog.get_logger("swarm_node.cli")
 
 EPILOG = """examples:
@@ -178,7 +181,9 @@ def cmd_run(args) -> int:
 
     try:
         trio.run(main)
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
         progress.clear()
         print("stopped: the experiment in flight was recorded as interrupted", file=sys.stderr)
         return 130
@@ -218,11 +223,21 @@ def cmd_join(args) -> int:
 
     try:
         trio.run(main)
-    except KeyboardInterrupt:
-        pass
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
     progress.clear()
     print("stopped: any experiment in flight was recorded as interrupted", file=sys.stderr)
     return 0
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Ctrl-C, possibly wrapped in trio's exception groups."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_interrupted(e) for e in exc.exceptions)
+    return False
 
 
 async def _stop_on_sigterm(scope) -> None:

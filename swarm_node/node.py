@@ -90,9 +90,13 @@ class Node:
         """Runs in the GossipSub validator: refuse diffs our policy would never run."""
         if not isinstance(msg, Discovery) or self.loop.settings.policy == "code":
             return None
+        in_hunk = False
         for line in msg.diff.splitlines():
-            if line.startswith(("+++", "---", "@@")) or not line.startswith(("+", "-")):
+            if line.startswith("@@"):
+                in_hunk = True
                 continue
+            if not in_hunk or not line.startswith(("+", "-")):
+                continue  # file headers before the first hunk, context lines
             body = line[1:].strip()
             if body and not _HPARAM_LINE.match(body):
                 return f"policy:code-outside-hparams ({body[:60]!r})"
@@ -136,7 +140,7 @@ class Node:
                 nursery.start_soon(self._keep_connected, addr)
             if self.opts.dashboard_port is not None:
                 await self._start_dashboard(nursery)
-            await self._research()
+            await self.run_research()
 
     async def start(self, nursery) -> None:
         """Network up and inbound messages handled; the caller drives the research."""
@@ -260,7 +264,18 @@ class Node:
 
     # --- research -------------------------------------------------------------------------------
 
-    async def _research(self) -> None:
+    async def _wait_for_news(self) -> None:
+        if self.pending:
+            return
+        self.news = trio.Event()
+        with trio.move_on_after(30):
+            await self.news.wait()
+
+    async def run_research(self, wait_for_news=None) -> None:
+        """Start (from the swarm's best if peers know one), then experiment and adopt, forever.
+
+        `wait_for_news` is what an idle node awaits; the replay passes its virtual clock's."""
+        wait_for_news = wait_for_news or self._wait_for_news
         start_src, note = await self._swarm_start()
         await self.loop.prepare(self.research.target.dir, self.research.tier.baseline,
                                 start_source=start_src, start_note=note)
@@ -271,20 +286,17 @@ class Node:
             await self._adopt_pending()
             record = await self.loop.step()
             if record is None:
-                log.info("nothing left to try; waiting for news from the swarm")
-                self.news = trio.Event()
-                with trio.move_on_after(30):
-                    await self.news.wait()
+                log.debug("nothing left to try; waiting for news from the swarm")
+                await wait_for_news()
         self.research_done = True
         log.info("research finished; still serving the swarm and adopting its discoveries (Ctrl-C to stop)")
         while True:
             await self._adopt_pending()
-            self.news = trio.Event()
-            await self.news.wait()
+            await wait_for_news()
 
     async def _swarm_start(self) -> tuple[str | None, str | None]:
         """A new node starts from the best its peers know for its benchmark, if any."""
-        if self.loop.ledger.get_meta("head") is not None or not self.opts.bootstrap:
+        if self.loop.ledger.get_meta("head") is not None or not (self.opts.bootstrap or self.net.connected_peers()):
             return None, None
         with trio.move_on_after(self.opts.first_contact_wait):
             while not self.net.connected_peers():

@@ -104,7 +104,7 @@ def _policy(counts: dict[str, int]) -> dict[str, int]:
     return folded
 
 
-HOSTILE_REASONS = {"policy": 1, "future-timestamp": 1, "false-claim": 1,
+HOSTILE_REASONS = {"policy": 2, "future-timestamp": 1, "false-claim": 1,
                    "undecodable": 1, "schema": 1, "oversized": 1, "author-mismatch": 2}
 UNSIGNED_REASONS = {"unsigned": 1, "bad-signature": 1, "schema": 1}
 
@@ -198,9 +198,11 @@ async def _run_attack(a: Attack, address: str, head_src: str) -> None:
                            hostile.craft(research, encode(a.sneaky_diff)))
 
         def adoptions_settled() -> bool:
-            done = a.rows("SELECT source FROM experiments WHERE source IN (?, ?) AND status != 'running'",
-                          (a.false_claim.state, a.sneaky_diff.state))
-            return len(done) == 2 and {"false-claim", "future-timestamp"} <= set(a.rejections(hostile.id))
+            done = a.rows("SELECT source FROM experiments WHERE source = ? AND status != 'running'",
+                          (a.false_claim.state,))
+            policy = [r for r in a.rejections(hostile.id) if r.startswith("policy:")]
+            return len(done) == 1 and len(policy) == 2 and \
+                {"false-claim", "future-timestamp"} <= set(a.rejections(hostile.id))
         await _until(adoptions_settled, 25)
         a.timings["lies settled"] = trio.current_time() - t0
 
@@ -376,7 +378,7 @@ def test_replays_are_handled_once(attack):
 
 def test_code_outside_the_block_is_rejected_by_the_validator_and_never_runs(attack):
     d = attack.code_diff
-    policy = [r for r in attack.rejections(attack.hostile) if r.startswith("policy:")]
+    policy = [r for r in attack.rejections(attack.hostile) if r.startswith("policy:") and "PWNED-policy" in r]
     assert len(policy) == 1 and "code-outside-hparams" in policy[0], policy
     assert attack.rows("SELECT * FROM discoveries WHERE state = ?", (d.state,)) == []
     assert attack.rows("SELECT * FROM states WHERE hash = ?", (d.state,)) == []
@@ -387,24 +389,16 @@ def test_code_outside_the_block_is_rejected_by_the_validator_and_never_runs(atta
         assert not marker.exists(), f"forbidden code ran: {marker}"
 
 
-def test_a_disguised_code_diff_is_refused_before_it_runs(attack):
-    """'+++' lines pass the validator's line filter when it lacks the parent; the adoption's AST
-    check refuses the merged train.py before anything runs."""
+def test_a_disguised_code_diff_is_rejected_by_the_validator_without_its_parent(attack):
+    """An added line starting with '++' (so the diff line reads '+++...') is still code: the
+    validator reads hunks by their '@@' headers and rejects it before forwarding, without
+    needing the parent."""
     d = attack.sneaky_diff
-    assert d.parent in attack.asked  # the node fetched the unknown parent from the hostile peer
-    rows = attack.rows("SELECT * FROM experiments WHERE source = ?", (d.state,))
-    assert len(rows) == 1 and rows[0]["status"] == "refused", rows
-    assert "code outside the hyperparameter block" in rows[0]["reason"]
-    assert attack.rows("SELECT * FROM runs WHERE experiment_id = ?", (rows[0]["id"],)) == []
-    assert not attack.markers[1].exists()
-
-
-@pytest.mark.xfail(strict=True, reason="Node.policy_check skips every diff line starting with '+++' or '---', "
-                   "also inside hunks, so a code line '++...' passes the validator (and is forwarded) "
-                   "when the node lacks the diff's parent")
-def test_the_validator_rejects_a_disguised_code_diff_without_its_parent(attack):
-    d = attack.sneaky_diff
+    policy = [r for r in attack.rejections(attack.hostile) if r.startswith("policy:") and "PWNED-sneaky" in r]
+    assert len(policy) == 1 and "code-outside-hparams" in policy[0], policy
     assert attack.rows("SELECT * FROM discoveries WHERE state = ?", (d.state,)) == []
+    assert attack.rows("SELECT * FROM experiments WHERE source = ?", (d.state,)) == []
+    assert not attack.markers[1].exists()
 
 
 # ---- and the swarm still works -------------------------------------------------------------------
@@ -416,8 +410,6 @@ def test_an_honest_peer_still_gets_through(attack):
     assert attack.rejections(attack.honest) == {}
 
 
-@pytest.mark.xfail(strict=True, reason="cli.cmd_join catches KeyboardInterrupt, but trio delivers it wrapped in "
-                   "a BaseExceptionGroup from the node's nursery: exit 1 with a traceback")
 def test_ctrl_c_stops_the_node_cleanly(attack):
     """Last, since it stops the node: Ctrl-C is how `swarm-node join` is meant to be stopped."""
     assert attack.proc.poll() is None

@@ -113,8 +113,7 @@ class SubprocessRunner:
 
     def _limits(self):
         limit = self.memory_limit_gb
-        cpu_only = self.device == "cpu" or (self.device == "auto" and not os.environ.get("CUDA_VISIBLE_DEVICES"))
-        if not limit or not cpu_only:
+        if not limit or self.device != "cpu":
             return None  # CUDA maps huge virtual ranges: an address-space cap would break it
 
         def apply() -> None:

@@ -110,7 +110,7 @@ def build(opts: Options, profile: HardwareProfile | None = None, runner=None, ob
             f"{home.root} holds research for another benchmark ({_describe(saved)}), not {_describe(bench)}: "
             f"results are only comparable within one. Use another SWARM_NODE_HOME (or --home) for this one.")
     ledger.set_meta("bench", bench)
-    device = opts.device if opts.device != "auto" else ("cpu" if profile.accelerator == "cpu" else "auto")
+    device = opts.device if opts.device != "auto" else profile.accelerator  # the runner's limits depend on it
     if runner is None:
         runner = SubprocessRunner(home.workspace, budget=budget, corpus_path=corpus.path,
                                   corpus_sha256=corpus.sha256, expected_prepare_sha256=target.prepare_sha256,

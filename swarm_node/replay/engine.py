@@ -1,0 +1,201 @@
+"""`swarm-node replay`: a whole night of a swarm, on one machine, in minutes.
+
+Every agent is the node that `join` runs (libp2p host, GossipSub, claims, discoveries,
+verification, adoption, the same proposers and keep/discard rule) with the table oracle as its
+runner and the virtual clock deciding who goes next. `gossip=False` runs the same agents with
+no connections: the ablation.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+import trio
+
+from ..assets import target_dir
+from ..events import EventLog
+from ..node import Node, NodeOptions
+from ..research.hardware import HardwareProfile, Tier
+from ..research.session import Options, build
+from ..research.target import Corpus
+from .clock import VirtualClock
+from .oracle import OracleRunner, TableOracle
+from .scenario import AgentSpec, Scenario
+
+log = structlog.get_logger("swarm_node.replay")
+
+
+@dataclass
+class Agent:
+    spec: AgentSpec
+    node: Node
+    ready: bool = False
+    gone: bool = False
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+@dataclass
+class NightResult:
+    out: Path
+    gossip: bool
+    wall_seconds: float
+    runs: int
+    gossip_timeouts: int
+    agents: dict[str, Agent]
+
+
+def _seed_for(replay_seed: int, name: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{replay_seed}/{name}".encode()).digest()[:4], "big")
+
+
+def _build_agent(spec: AgentSpec, index: int, out: Path, table: dict, oracle: TableOracle, clock: VirtualClock,
+                 events: EventLog, seed: int) -> Agent:
+    home = out / "agents" / spec.name
+    corpus = Corpus(path=Path("table"), sha256=table["corpus_sha256"], name="tinyshakespeare.txt", bytes=0)
+    tier = Tier(name=spec.tier, description=spec.group, role=spec.group, budget=int(spec.experiment_seconds),
+                baseline=dict(table["base"]))
+    profile = HardwareProfile(accelerator="cpu", device_name=spec.hardware, memory_gb=0.0, cpu_cores=0,
+                              ram_gb=0.0, torch="table")
+    space = {name: {"choices": list(values)} for name, values in table["grid"].items()}
+    runner = OracleRunner(oracle, clock, spec.name, spec.experiment_seconds)
+    research = build(Options(home=str(home), seed=_seed_for(seed, spec.name)), profile=profile, runner=runner,
+                     corpus=corpus, tier=tier, space=space, explore=list(spec.explore))
+    node = Node(research, NodeOptions(max_experiments=None), events=events,
+                listen=["/ip4/127.0.0.1/tcp/0"])
+    return Agent(spec=spec, node=node)
+
+
+async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, gossip: bool = True,
+                    progress=print, dashboard_events: list | None = None) -> NightResult:
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    clock = VirtualClock()
+    oracle = TableOracle(table, seed)
+    events = EventLog(out / "events.jsonl", clock=clock.event_time)
+    if dashboard_events is not None:
+        dashboard_events.append(events)
+    rng = random.Random(seed)
+    agents: dict[str, Agent] = {}
+    started = time.monotonic()
+    target = target_dir("tinygpt")
+
+    def ready_names(excluding: str) -> set[str]:
+        return {n for n, a in agents.items() if a.ready and not a.gone and n != excluding}
+
+    async def live(agent: Agent, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        name, node = agent.spec.name, agent.node
+        if gossip:  # the clock waits for every message to reach every agent before moving on
+            node.published = lambda mid, msg: msg.type != "presence" and clock.published(mid, ready_names(name))
+            node.handled = lambda mid: clock.handled(name, mid)
+        with agent.scope:
+            try:
+                async with trio.open_nursery() as nursery:
+                    await node.start(nursery)
+                    task_status.started()
+                    if gossip:
+                        await _connect(agent, agents, rng, events, scenario.connections)
+                    agent.ready = True
+                    await node.run_research(wait_for_news=lambda: clock.wait_for_news(name))
+            finally:
+                agent.gone = True
+                clock.gone(name)
+                node.ledger.recover_interrupted()
+        events.emit("leave", peer=name)
+
+    last_print = 0.0
+    async with trio.open_nursery() as nursery:
+        joins = list(scenario.agents)
+        leaves = sorted((a.leave_at, a.name) for a in scenario.agents)
+        while True:
+            await clock.quiet()
+            with_news = [n for n in clock.idle_agents() if agents[n].node.pending and not agents[n].gone]
+            if with_news:
+                clock.wake(with_news[0])
+                continue
+            candidates = [(clock.next_wake_time() or float("inf"), 2, ""),
+                          (joins[0].join_at if joins else float("inf"), 0, ""),
+                          (leaves[0][0] if leaves else float("inf"), 1, "")]
+            t, kind, _ = min(candidates)
+            if t >= scenario.night_seconds:
+                break
+            if kind == 0:
+                spec = joins.pop(0)
+                clock.advance_to(t)
+                agent = _build_agent(spec, len(agents), out, table, oracle, clock, events, seed)
+                agents[spec.name] = agent
+                clock.mark_busy(spec.name)
+                await nursery.start(live, agent)
+            elif kind == 1:
+                _, name = leaves.pop(0)
+                clock.advance_to(t)
+                if name in agents and not agents[name].gone:
+                    agents[name].scope.cancel()
+                    await trio.sleep(0)
+                    if gossip:
+                        await _repair(agents, rng, events)
+            else:
+                clock.release_next()
+            if time.monotonic() - last_print > 2:
+                last_print = time.monotonic()
+                progress(_progress_line(clock, agents, oracle, scenario))
+        for agent in agents.values():
+            agent.scope.cancel()
+    clock.advance_to(scenario.night_seconds)
+    events.close()
+    progress(_progress_line(clock, agents, oracle, scenario))
+    return NightResult(out=out, gossip=gossip, wall_seconds=time.monotonic() - started, runs=oracle.runs,
+                       gossip_timeouts=clock.gossip_timeouts, agents=agents)
+
+
+async def _connect(agent: Agent, agents: dict[str, Agent], rng: random.Random, events: EventLog, k: int) -> None:
+    """Dial up to k agents already online (chosen by the replay's seed) and wait for the mesh."""
+    others = sorted(n for n, a in agents.items() if a.ready and not a.gone and n != agent.spec.name)
+    for name in rng.sample(others, min(k, len(others))):
+        await _link(agent, agents[name], events)
+
+
+async def _link(a: Agent, b: Agent, events: EventLog) -> None:
+    addr = b.node.net.listen_addrs()[0]
+    try:
+        await a.node.net.connect(addr)
+        await a.node.net.wait_for_subscriber(b.node.peer_id, a.node.bench.topic(), timeout=10)
+    except Exception as exc:  # a failed link is logged; the agent still has its others
+        log.warning("replay link failed", a=a.spec.name, b=b.spec.name, error=str(exc))
+        return
+    events.emit("link", a=a.node.peer_id, b=b.node.peer_id)
+
+
+async def _repair(agents: dict[str, Agent], rng: random.Random, events: EventLog) -> None:
+    """After a departure, an agent left with fewer than two connections dials another one."""
+    live = sorted(n for n, a in agents.items() if a.ready and not a.gone)
+    for name in live:
+        agent = agents[name]
+        if len(agent.node.net.connected_peers()) < 2 and len(live) > 2:
+            choices = [n for n in live if n != name and agents[n].node.peer_id not in agent.node.net.connected_peers()]
+            if choices:
+                await _link(agent, agents[rng.choice(choices)], events)
+
+
+def _progress_line(clock: VirtualClock, agents: dict[str, Agent], oracle: TableOracle, scenario: Scenario) -> str:
+    live = sum(1 for a in agents.values() if not a.gone)
+    keeps = sum(a.node.ledger.counters().get("keep", 0) for a in agents.values())
+    bests = [a.node.loop.head.val_bpb for a in agents.values() if a.node.loop.head is not None]
+    best = f"{min(bests):.4f}" if bests else "-"
+    return (f"night {_hms(clock.now)} / {_hms(scenario.night_seconds)} | agents live {live:2d} | "
+            f"training runs {oracle.runs:3d} | keeps {keeps:2d} | best val_bpb {best}")
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2))
