@@ -157,8 +157,9 @@ def wait_until(check, timeout: float, what: str):
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def start_swarm(tmp: Path, target: Path, rng: random.Random) -> list[Proc]:
-    nodes = [Proc("node1", tmp, target, ["--max-experiments", str(RESEARCH_EXPERIMENTS)])]
+def start_swarm(tmp: Path, target: Path, rng: random.Random, nodes: list[Proc]) -> None:
+    """Start the swarm's processes, appending each to `nodes` at once (so the caller stops them all)."""
+    nodes.append(Proc("node1", tmp, target, ["--max-experiments", str(RESEARCH_EXPERIMENTS)]))
     wait_until(nodes[0].addr, START_TIMEOUT_S, "node1's address")
     for i in range(2, SWARM_SIZE + 1):
         if i == 5:  # nodes 5-10 bootstrap to one of nodes 1-4: wait for their addresses
@@ -168,7 +169,6 @@ def start_swarm(tmp: Path, target: Path, rng: random.Random) -> list[Proc]:
         nodes.append(Proc(f"node{i}", tmp, target, ["--bootstrap", via.addr(), "--max-experiments", "0"]))
     for node in nodes:
         wait_until(node.addr, START_TIMEOUT_S, f"{node.name}'s address")
-    return nodes
 
 
 def wait_for_convergence(nodes: list[Proc]) -> str:
@@ -261,7 +261,7 @@ def main() -> int:
     results: list[dict] = []
     try:
         t = time.monotonic()
-        nodes = start_swarm(tmp, target, rng)
+        start_swarm(tmp, target, rng, nodes)
         print(f"swarm: {len(nodes)} node processes listening after {time.monotonic() - t:.1f} s")
         best = wait_for_convergence(nodes)
         baseline = nodes[0].baseline_state()
