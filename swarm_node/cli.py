@@ -112,6 +112,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N configurations (for a quick look)")
     p.set_defaults(func=cmd_bench_table)
 
+    p = sub.add_parser("replay", help="re-run a 35-agent night on this machine in minutes (no GPU, no key)",
+                       description="Replay a March 8-9 style night: 35 agents running the real node code on "
+                       "127.0.0.1, their training answered by a table of real tinygpt trainings, time compressed "
+                       "by a virtual clock. Writes events.jsonl, summary.json, REPORT.md and trajectory.png.")
+    p.add_argument("--scenario", metavar="FILE", help="scenario TOML (default configs/replay_march8.toml)")
+    p.add_argument("--seed", type=int, default=1, help="the replay's seed: same seed, same decisions (default 1)")
+    p.add_argument("--out", metavar="DIR", default="replay-out", help="where to write (default ./replay-out)")
+    p.add_argument("--no-gossip", dest="gossip", action="store_false", help="the same agents, isolated")
+    p.add_argument("--compare", action="store_true", help="also run the isolated night and compare them")
+    p.add_argument("--dashboard", nargs="?", const=8765, type=int, metavar="PORT",
+                   help="watch it live in the dashboard (default port 8765; stays up until Ctrl-C)")
+    p.add_argument("--table", metavar="FILE", help="the measured table (default experiments/tinygpt/table.json)")
+    p.set_defaults(func=cmd_replay)
+
     from .dashboard.command import add_dashboard_parser
     add_dashboard_parser(sub)
 
@@ -293,6 +307,48 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def cmd_replay(args) -> int:
+    import time
+    from functools import partial
+    from pathlib import Path
+
+    from .replay.engine import replay
+    from .replay.scenario import load_scenario
+    from .replay.table import load_table
+
+    logs.configure(json_lines=False, level="error")  # 35 nodes' logs would drown the progress line
+    scenario = load_scenario(args.scenario)
+    table = load_table(Path(args.table) if args.table else None)
+    out = Path(args.out).resolve()
+    print(f"replaying {scenario.name}: {len(scenario.agents)} agents, {scenario.night_seconds / 3600:.0f} virtual "
+          f"hours, seed {args.seed}, gossip {'on' if args.gossip else 'off'} -> {out}", flush=True)
+    dashboard = None
+    if args.dashboard is not None:
+        async def dashboard(event_logs):
+            from .dashboard.app import create_app
+            from .dashboard.server import serve
+            from .dashboard.sources import LiveSource
+            while not event_logs:
+                await trio.sleep(0.05)
+            app = create_app(LiveSource(event_logs[0], mode="replay", title=f"replay {scenario.name}"))
+            async with trio.open_nursery() as nursery:
+                url = await nursery.start(partial(serve, app, host="127.0.0.1", port=args.dashboard))
+                print(f"dashboard: {url} (stays up after the replay; Ctrl-C to stop)", flush=True)
+    start = time.monotonic()
+    try:
+        summary = trio.run(partial(replay, scenario, table, seed=args.seed, out=out, gossip=args.gossip,
+                                   compare=args.compare, progress=lambda line: print(line, flush=True),
+                                   dashboard=dashboard))
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
+        return 130
+    best = summary["best"]
+    print(f"done in {time.monotonic() - start:.0f} s: {summary['experiments']} training runs, {summary['keeps']} keeps, "
+          f"best val_bpb {best['val_bpb']:.4f} ({best['author']}, {best['tier']}); report: {out / 'REPORT.md'}")
+    return 0
 
 
 def cmd_bench_table(args) -> int:

@@ -64,6 +64,9 @@ class Node:
         self.shared_events = events is not None
         self.events = events or EventLog(research.home.root / "events.jsonl")
         self._seen_holding: set[tuple[str, str]] = set()  # (peer, discovery) pairs already drawn
+        self.name: str | None = None  # a readable name for events (the replay's agent names)
+        self.publish_gate = None  # an async context manager shared by the replay's agents
+        self.inbox: list | None = None  # set by the replay: messages wait there for apply_inbox()
         self.handled = None  # optional hook(message_id_hex): the replay's gossip barrier counts deliveries
         self.published = None  # optional hook(message_id_hex, msg)
         self.pending: dict[str, Discovery] = {}  # discoveries waiting to be adopted, by state
@@ -144,9 +147,18 @@ class Node:
 
     async def start(self, nursery) -> None:
         """Network up and inbound messages handled; the caller drives the research."""
+        self.nursery = nursery
         await nursery.start(self.net.run)
-        self.events.emit("join", peer=self.peer_id, tier=self.bench.tier, role=self.research.tier.role)
+        self.events.emit("join", peer=self.peer_id, tier=self.bench.tier, role=self.research.tier.role,
+                         name=self.name or self.peer_id)
         nursery.start_soon(self._receive)
+
+    async def _publish_again(self, d: Discovery, delay: float = 2.0) -> None:
+        """Send a discovery once more (new timestamp, so a new message id): py-libp2p 0.8 drops
+        messages when a peer's queue overflows, and a discovery is worth a second copy.
+        Receivers recognise it by its state and only note the receipt."""
+        await trio.sleep(delay)
+        await self._publish(d.model_copy(update={"ts": time.time()}))
 
     async def _start_dashboard(self, nursery) -> None:
         from .dashboard.app import create_app
@@ -194,6 +206,14 @@ class Node:
             version=__version__, addrs=self.net.listen_addrs()[:16])
 
     async def _publish(self, msg) -> None:
+        if self.publish_gate is not None:  # the replay spaces publishes out (libp2p drops bursts)
+            async with self.publish_gate:
+                await self._publish_now(msg)
+                await trio.sleep(0.02)
+        else:
+            await self._publish_now(msg)
+
+    async def _publish_now(self, msg) -> None:
         try:
             message_id = await self.net.publish(msg)
             if self.published is not None:
@@ -205,6 +225,10 @@ class Node:
 
     async def _receive(self) -> None:
         async for msg, peer, message_id in self.net.messages:
+            if self.inbox is not None:  # the replay applies messages at its synchronisation points
+                self.inbox.append((msg, peer, message_id.hex()))
+                self.handled(message_id.hex())
+                continue
             try:
                 await trio.to_thread.run_sync(self._handle, msg, peer, message_id.hex())
             except Exception:
@@ -213,6 +237,15 @@ class Node:
                 self.handled(message_id.hex())
             if self.pending:
                 self.news.set()
+
+    def apply_inbox(self, order) -> None:
+        """Handle what the inbox collected, sorted by `order` (the replay's deterministic order)."""
+        items, self.inbox[:] = sorted(self.inbox, key=order), []
+        for msg, peer, message_id in items:
+            try:
+                self._handle(msg, peer, message_id)
+            except Exception:
+                log.exception("could not handle a message", type=msg.type, peer=peer[:16])
 
     def _handle(self, msg, peer: str, message_id: str) -> None:
         """Record one valid message (in a worker thread: SQLite). Idempotent: GossipSub may
@@ -225,7 +258,7 @@ class Node:
                 for best in msg.best.values():
                     if (msg.author, best.state) not in self._seen_holding and self.ledger.discovery(best.state):
                         self._seen_holding.add((msg.author, best.state))
-                        self.events.emit("receipt", id=best.state, peer=msg.author, **{"from": "presence"})
+                        self.events.emit("receipt", id=discovery_id(best.bench.tier, best.state), peer=msg.author, **{"from": "presence"})
         elif isinstance(msg, Claim) and same_bench:
             self.ledger.record_foreign_state(state=msg.state, bench=self.bench_json, author=msg.author, kind="claim")
             self.loop.foreign_states.add(msg.state)
@@ -237,7 +270,7 @@ class Node:
             self._handle_discovery(msg, peer, message_id)
         elif isinstance(msg, Adoption):
             if self.ledger.record_adoption(msg, received_from=peer) and not self.shared_events:
-                self.events.emit("adoption", id=msg.discovery_state, peer=msg.author, state=msg.state,
+                self.events.emit("adoption", id=discovery_id(msg.bench.tier, msg.discovery_state), peer=msg.author, state=msg.state,
                                  val_bpb=msg.val_bpb, verified=msg.verified)
 
     def _handle_discovery(self, d: Discovery, peer: str, message_id: str) -> None:
@@ -246,10 +279,10 @@ class Node:
         if not new:
             return  # a re-delivery: recorded as a receipt, nothing else to do
         if not self.shared_events:
-            self.events.emit("discovery", id=d.state, peer=d.author, tier=d.bench.tier, state=d.state,
+            self.events.emit("discovery", id=discovery_id(d.bench.tier, d.state), peer=d.author, tier=d.bench.tier, state=d.state,
                              parent=d.parent, val_bpb=d.val_bpb, test_bpb=d.test_bpb, description=d.description,
                              diff=d.diff)
-        self.events.emit("receipt", id=d.state, peer=self.peer_id, **{"from": peer})
+        self.events.emit("receipt", id=discovery_id(d.bench.tier, d.state), peer=self.peer_id, **{"from": peer})
         log.info("discovery received", author=d.author[:16], tier=d.bench.tier, val_bpb=d.val_bpb,
                  description=d.description)
         self.loop.foreign_states.add(d.state)
@@ -359,7 +392,7 @@ class Node:
                                     state=head.state, val_bpb=record.val_bpb if self.opts.verify else None,
                                     verified=self.opts.verify)
                 self.ledger.record_adoption(adoption, received_from=self.peer_id)
-                self.events.emit("adoption", id=d.state, peer=self.peer_id, state=head.state,
+                self.events.emit("adoption", id=discovery_id(d.bench.tier, d.state), peer=self.peer_id, state=head.state,
                                  val_bpb=adoption.val_bpb, verified=adoption.verified)
                 await self._publish(adoption)
 
@@ -450,9 +483,15 @@ class _Publisher(Observer):
                       noise=noise, description=record.description[:200], hparams=changed)
         n.ledger.record_discovery(d, bench=n.bench_json, received_from=n.peer_id, message_id="own:" + d.state)
         n.ledger.offer_best(n.bench.tier, n.bench_json, d.state, d.val_bpb, d.test_bpb, n.peer_id)
-        n.events.emit("discovery", id=d.state, peer=n.peer_id, tier=n.bench.tier, state=d.state, parent=d.parent,
+        n.events.emit("discovery", id=discovery_id(n.bench.tier, d.state), peer=n.peer_id, tier=n.bench.tier, state=d.state, parent=d.parent,
                       val_bpb=d.val_bpb, test_bpb=d.test_bpb, description=d.description, diff=d.diff)
         await n._publish(d)
+        n.nursery.start_soon(n._publish_again, d)
+
+
+def discovery_id(tier: str, state: str) -> str:
+    """Events name a discovery by tier and state: the same train.py can be a discovery in two tiers."""
+    return f"{tier}:{state}"
 
 
 def _presence_topic() -> str:

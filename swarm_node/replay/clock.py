@@ -1,13 +1,15 @@
 """Virtual time for the replay: discrete events, with real gossip in between.
 
 Agents run the real node code. When one starts a training run it asks the clock to spend the
-run's virtual seconds and blocks; the clock then lets exactly one agent go at a time, in order
-of virtual time (ties by name), and only once every gossip message published so far has been
-handled by every agent that should get it. So the same seed makes the same decisions, however
-fast or slow the real network is, while gossip itself stays real (libp2p on 127.0.0.1).
+run's virtual seconds and blocks. The clock moves in windows: it lets go every agent due within
+the window, waits until they have all blocked again and every gossip message published meanwhile
+has reached every agent (real libp2p on 127.0.0.1), then has each agent take in its new messages
+in a fixed order. So a message takes effect at the next window, and the same seed makes the same
+decisions however fast or slow the real network is.
 """
 from __future__ import annotations
 
+import contextvars
 import heapq
 import itertools
 import time
@@ -18,9 +20,13 @@ import trio
 log = structlog.get_logger("swarm_node.replay")
 
 
+current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar("replay_agent", default=None)
+
+
 class VirtualClock:
-    def __init__(self, gossip_timeout: float = 10.0):
-        self.now = 0.0
+    def __init__(self, gossip_timeout: float = 1.5):
+        self.now = 0.0  # the synchronisation point: every agent has seen everything before it
+        self.agent_now: dict[str, float] = {}  # each released agent's own time within a window
         self.gossip_timeout = gossip_timeout
         self.gossip_timeouts = 0  # deliveries given up on (then determinism is not guaranteed)
         self._queue: list[tuple[float, int, str, trio.Event]] = []
@@ -35,14 +41,17 @@ class VirtualClock:
 
     def event_time(self) -> float:
         """Virtual seconds for an event: training time is virtual, gossip latency real."""
-        return self.now + (time.monotonic() - self._released_at)
+        agent = current_agent.get()
+        base = self.agent_now.get(agent, self.now) if agent else self.now
+        return base + (time.monotonic() - self._released_at)
 
     # --- called by agents -----------------------------------------------------------------------
 
     async def spend(self, agent: str, seconds: float) -> None:
         """Block the agent until `seconds` of virtual time have passed for it."""
         woken = trio.Event()
-        heapq.heappush(self._queue, (self.now + seconds, next(self._seq), agent, woken))
+        start = self.agent_now.get(agent, self.now)
+        heapq.heappush(self._queue, (start + seconds, next(self._seq), agent, woken))
         self._settle(agent)
         await woken.wait()
 
@@ -96,7 +105,8 @@ class VirtualClock:
             with trio.move_on_at(deadline if deadline is not None and not self._busy else float("inf")):
                 await self._changed.wait()
                 continue
-            log.warning("gossip did not reach every agent in time", messages=len(self._awaiting))
+            missing = sorted({a for waiting in self._awaiting.values() for a in waiting})
+            log.warning("gossip did not reach every agent in time", messages=len(self._awaiting), agents=missing)
             self.gossip_timeouts += len(self._awaiting)
             self._awaiting.clear()
 
@@ -104,6 +114,7 @@ class VirtualClock:
         return sorted(self._idle)
 
     def wake(self, agent: str) -> None:
+        self.agent_now[agent] = self.now
         self._busy.add(agent)
         self._idle.pop(agent).set()
 
@@ -114,11 +125,19 @@ class VirtualClock:
 
     def advance_to(self, t: float) -> None:
         self.now = max(self.now, t)
+        self.agent_now.clear()
         self._released_at = time.monotonic()
 
-    def release_next(self) -> str:
-        t, _, agent, woken = heapq.heappop(self._queue)
-        self.advance_to(t)
-        self._busy.add(agent)
-        woken.set()
-        return agent
+    def release_until(self, end: float) -> int:
+        """Let every agent due by `end` go at once. They see each other's messages only at the
+        next synchronisation point, so the order of their decisions cannot depend on timing."""
+        released = 0
+        self._released_at = time.monotonic()
+        while (t := self.next_wake_time()) is not None and t <= end:
+            _, _, agent, woken = heapq.heappop(self._queue)
+            self.agent_now[agent] = t
+            self._busy.add(agent)
+            woken.set()
+            released += 1
+        self.now = max(self.now, end)
+        return released

@@ -24,11 +24,13 @@ from ..node import Node, NodeOptions
 from ..research.hardware import HardwareProfile, Tier
 from ..research.session import Options, build
 from ..research.target import Corpus
-from .clock import VirtualClock
+from .clock import VirtualClock, current_agent
 from .oracle import OracleRunner, TableOracle
 from .scenario import AgentSpec, Scenario
 
 log = structlog.get_logger("swarm_node.replay")
+
+TYPE_ORDER = {"claim": 0, "result": 1, "discovery": 2, "adoption": 3, "presence": 4}
 
 
 @dataclass
@@ -68,11 +70,13 @@ def _build_agent(spec: AgentSpec, index: int, out: Path, table: dict, oracle: Ta
                      corpus=corpus, tier=tier, space=space, explore=list(spec.explore))
     node = Node(research, NodeOptions(max_experiments=None), events=events,
                 listen=["/ip4/127.0.0.1/tcp/0"])
+    node.name = spec.name
     return Agent(spec=spec, node=node)
 
 
 async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, gossip: bool = True,
-                    progress=print, dashboard_events: list | None = None) -> NightResult:
+                    progress=print, dashboard_events: list | None = None, window: float = 300.0) -> NightResult:
+    """`window`: virtual seconds in which agents act without hearing each other (see clock.py)."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -82,6 +86,7 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
     if dashboard_events is not None:
         dashboard_events.append(events)
     rng = random.Random(seed)
+    publish_gate = trio.Lock()
     agents: dict[str, Agent] = {}
     started = time.monotonic()
     target = target_dir("tinygpt")
@@ -94,6 +99,9 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
         if gossip:  # the clock waits for every message to reach every agent before moving on
             node.published = lambda mid, msg: msg.type != "presence" and clock.published(mid, ready_names(name))
             node.handled = lambda mid: clock.handled(name, mid)
+            node.inbox = []
+            node.publish_gate = publish_gate
+        current_agent.set(name)
         with agent.scope:
             try:
                 async with trio.open_nursery() as nursery:
@@ -113,11 +121,22 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
     async with trio.open_nursery() as nursery:
         joins = list(scenario.agents)
         leaves = sorted((a.leave_at, a.name) for a in scenario.agents)
+        names = {}  # peer id -> agent name: a deterministic order for simultaneous messages
+
+        def order(item):
+            msg, _, _ = item
+            return (names.get(msg.author, msg.author), TYPE_ORDER.get(msg.type, 9), getattr(msg, "state", ""))
+
         while True:
             await clock.quiet()
+            names.update({a.node.peer_id: n for n, a in agents.items()})
+            for name in sorted(agents):
+                if agents[name].node.inbox:
+                    agents[name].node.apply_inbox(order)
             with_news = [n for n in clock.idle_agents() if agents[n].node.pending and not agents[n].gone]
             if with_news:
-                clock.wake(with_news[0])
+                for name in with_news:
+                    clock.wake(name)
                 continue
             candidates = [(clock.next_wake_time() or float("inf"), 2, ""),
                           (joins[0].join_at if joins else float("inf"), 0, ""),
@@ -141,7 +160,7 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
                     if gossip:
                         await _repair(agents, rng, events)
             else:
-                clock.release_next()
+                clock.release_until(min(t + window, candidates[1][0], candidates[2][0], scenario.night_seconds))
             if time.monotonic() - last_print > 2:
                 last_print = time.monotonic()
                 progress(_progress_line(clock, agents, oracle, scenario))
@@ -157,7 +176,11 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
 async def _connect(agent: Agent, agents: dict[str, Agent], rng: random.Random, events: EventLog, k: int) -> None:
     """Dial up to k agents already online (chosen by the replay's seed) and wait for the mesh."""
     others = sorted(n for n, a in agents.items() if a.ready and not a.gone and n != agent.spec.name)
-    for name in rng.sample(others, min(k, len(others))):
+    # Prefer the least connected (ties by the seed): GossipSub prunes a peer's mesh above 12, and
+    # py-libp2p then sends pruned peers nothing, so no agent should collect too many links.
+    rng.shuffle(others)
+    others.sort(key=lambda n: len(agents[n].node.net.connected_peers()))
+    for name in others[:k]:
         await _link(agent, agents[name], events)
 
 
@@ -197,5 +220,32 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=2))
+async def replay(scenario: Scenario, table: dict, *, seed: int, out: Path, gossip: bool = True,
+                 compare: bool = False, progress=print, dashboard=None) -> dict:
+    """Run the night (and, with `compare`, the isolated ablation), then write the report."""
+    from ..events import read_jsonl
+    from .report import summarize, write_report
+
+    def summary_of(result: NightResult) -> tuple[dict, list[dict]]:
+        events = read_jsonl(result.out / "events.jsonl")
+        return summarize(events, agents=len(result.agents), runs=result.runs, gossip=result.gossip,
+                         wall_seconds=result.wall_seconds, gossip_timeouts=result.gossip_timeouts,
+                         seed=seed), events
+
+    logs = [] if dashboard is not None else None
+    async with trio.open_nursery() as nursery:
+        if dashboard is not None:
+            nursery.start_soon(dashboard, logs)
+        main = await run_night(scenario, table, seed=seed, out=out, gossip=gossip, progress=progress,
+                               dashboard_events=logs)
+        main_summary, main_events = summary_of(main)
+        isolated = None
+        if compare and gossip:
+            progress("ablation: the same night without gossip")
+            iso = await run_night(scenario, table, seed=seed, out=out / "isolated", gossip=False, progress=progress)
+            isolated = summary_of(iso)
+            write_report(iso.out, isolated[0], isolated[1], table, scenario, table["base"])
+        write_report(out, main_summary, main_events, table, scenario, table["base"], isolated)
+        if dashboard is None:
+            nursery.cancel_scope.cancel()
+    return main_summary
