@@ -27,6 +27,8 @@ from .research.workspace import apply_diff, state_hash
 
 log = structlog.get_logger("swarm_node.node")
 
+WANTED_PEERS = 4  # a node with fewer connections dials peers it hears of (see _dial_heard_of)
+
 # A diff line the `hparams` policy can accept: `NAME = literal  # comment` (checked fully on adoption).
 _HPARAM_LINE = re.compile(r"""^[A-Z][A-Z0-9_]*\s*=\s*(-?[0-9][0-9eE.+\-_]*|True|False|"[^"\\]*"|'[^'\\]*')\s*(#.*)?$""")
 
@@ -64,6 +66,7 @@ class Node:
         self.shared_events = events is not None
         self.events = events or EventLog(research.home.root / "events.jsonl")
         self._seen_holding: set[tuple[str, str]] = set()  # (peer, discovery) pairs already drawn
+        self._dialing: set[str] = set()
         self.name: str | None = None  # a readable name for events (the replay's agent names)
         self.publish_gate = None  # an async context manager shared by the replay's agents
         self.inbox: list | None = None  # set by the replay: messages wait there for apply_inbox()
@@ -153,6 +156,20 @@ class Node:
                          name=self.name or self.peer_id)
         nursery.start_soon(self._receive)
 
+    async def _dial_heard_of(self, peer: str, addrs: list[str]) -> None:
+        """Peer exchange through Presence: dial peers we hear of until we have a few, so that a
+        swarm grown from one bootstrap node becomes a mesh rather than a star."""
+        try:
+            for addr in addrs:
+                try:
+                    await self.net.connect(addr)
+                    log.info("connected to a peer heard of through presence", peer=peer[:16], addr=addr)
+                    return
+                except ConnectError:
+                    continue
+        finally:
+            self._dialing.discard(peer)
+
     async def _publish_again(self, d: Discovery, delay: float = 2.0) -> None:
         """Send a discovery once more (new timestamp, so a new message id): py-libp2p 0.8 drops
         messages when a peer's queue overflows, and a discovery is worth a second copy.
@@ -235,6 +252,10 @@ class Node:
                 log.exception("could not handle a message", type=msg.type, peer=peer[:16])
             if self.handled is not None:
                 self.handled(message_id.hex())
+            if isinstance(msg, Presence) and self.opts.bootstrap and peer not in self._dialing and \
+                    peer not in self.net.connected_peers() and len(self.net.connected_peers()) < WANTED_PEERS:
+                self._dialing.add(peer)
+                self.nursery.start_soon(self._dial_heard_of, peer, list(msg.addrs))
             if self.pending:
                 self.news.set()
 
