@@ -179,6 +179,7 @@ def cmd_run(args) -> int:
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_sigterm, nursery.cancel_scope)
             nursery.start_soon(progress.tick)
             try:
                 await loop.prepare(research.target.dir, research.tier.baseline)
@@ -193,15 +194,14 @@ def cmd_run(args) -> int:
                 write_results_tsv(research.ledger, research.home.results_tsv)
             nursery.cancel_scope.cancel()
 
-    try:
-        trio.run(main)
-    except BaseException as exc:
-        if not _interrupted(exc):
-            raise
+    if _run_until_interrupted(main):
         progress.clear()
         print("stopped: the experiment in flight was recorded as interrupted", file=sys.stderr)
         return 130
     progress.clear()
+    if loop.head is None:
+        print("stopped before the baseline was measured", file=sys.stderr)
+        return 130
     c = research.ledger.counters()
     print(f"done: best val_bpb {loop.head.val_bpb:.4f} (state {loop.head.state[:12]}); "
           f"keep {c.get('keep', 0)}, discard {c.get('discard', 0)}, crash {c.get('crash', 0)}; "
@@ -235,14 +235,21 @@ def cmd_join(args) -> int:
                 research.ledger.recover_interrupted()
                 node.events.close()
 
+    _run_until_interrupted(main)
+    progress.clear()
+    print("stopped: any experiment in flight was recorded as interrupted", file=sys.stderr)
+    return 0
+
+
+def _run_until_interrupted(main) -> bool:
+    """trio.run(main); True if Ctrl-C ended it."""
     try:
         trio.run(main)
     except BaseException as exc:
         if not _interrupted(exc):
             raise
-    progress.clear()
-    print("stopped: any experiment in flight was recorded as interrupted", file=sys.stderr)
-    return 0
+        return True
+    return False
 
 
 def _interrupted(exc: BaseException) -> bool:
@@ -337,14 +344,14 @@ def cmd_replay(args) -> int:
                 url = await nursery.start(partial(serve, app, host="127.0.0.1", port=args.dashboard))
                 print(f"dashboard: {url} (stays up after the replay; Ctrl-C to stop)", flush=True)
     start = time.monotonic()
-    try:
-        summary = trio.run(partial(replay, scenario, table, seed=args.seed, out=out, gossip=args.gossip,
-                                   compare=args.compare, progress=lambda line: print(line, flush=True),
-                                   dashboard=dashboard))
-    except BaseException as exc:
-        if not _interrupted(exc):
-            raise
+    result = []
+
+    async def main() -> None:
+        result.append(await replay(scenario, table, seed=args.seed, out=out, gossip=args.gossip, compare=args.compare,
+                                   progress=lambda line: print(line, flush=True), dashboard=dashboard))
+    if _run_until_interrupted(main):
         return 130
+    summary = result[0]
     best = summary["best"]
     print(f"done in {time.monotonic() - start:.0f} s: {summary['experiments']} training runs, {summary['keeps']} keeps, "
           f"best val_bpb {best['val_bpb']:.4f} ({best['author']}, {best['tier']}); report: {out / 'REPORT.md'}")
