@@ -115,7 +115,7 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
                 agent.gone = True
                 clock.gone(name)
                 node.ledger.recover_interrupted()
-        events.emit("leave", peer=name)
+        events.emit("leave", peer=node.peer_id)
 
     last_print = 0.0
     async with trio.open_nursery() as nursery:
