@@ -132,13 +132,17 @@ class LiveSwarm:
         return _read_jsonl(path) if path.is_file() else []
 
     def wait_for_spread(self, name: str, timeout: float = 120) -> str:
-        """The id of node1's first discovery once `name`'s log holds both adoptions and both receipts."""
+        """The id of node1's first discovery that node2 and node3 both adopted, once `name`'s log holds
+        both adoptions and both receipts (a discovery published before they connected reaches them by
+        Presence only, and they adopt a later one)."""
         def spread():
             events = self.events(name)
-            first = next((e["id"] for e in events if e["type"] == "discovery"), None)
-            adopted = {e["peer"] for e in events if e["type"] == "adoption" and e["id"] == first}
-            received = {e["peer"] for e in events if e["type"] == "receipt" and e["id"] == first}
-            return len(adopted) >= 2 and len(received) >= 2 and first
+            for found in (e["id"] for e in events if e["type"] == "discovery"):
+                adopted = {e["peer"] for e in events if e["type"] == "adoption" and e["id"] == found}
+                received = {e["peer"] for e in events if e["type"] == "receipt" and e["id"] == found}
+                if len(adopted) >= 2 and len(received) >= 2:
+                    return found
+            return None
         return wait_for(spread, timeout, lambda: f"{name} saw no spread:\n" + self.swarm.log(name))
 
 
@@ -250,6 +254,25 @@ def _events(folder: Path) -> list[dict]:
     return _read_jsonl(folder / "events.jsonl")
 
 
+def _seek_before_first_leave(page, events: list[dict]) -> None:
+    first_leave = min(e["t"] for e in events if e["type"] == "leave")
+    page.evaluate(f"window.swarmPlayer.play(false); window.swarmPlayer.seek({first_leave - 1})")
+    page.wait_for_function("document.querySelector('[data-counter=\"peers\"] b').textContent === '6'",
+                           timeout=10_000)
+
+
+def _assert_shows_night(page, events: list[dict]) -> None:
+    found = [e for e in events if e["type"] == "discovery"]
+    assert counter(page, "peers") == 6
+    rows = discovery_rows(page)
+    assert {r["id"] for r in rows} == {e["id"] for e in found}
+    for r in rows:
+        assert r["alive"] == 6 and r["reached"] == 6, r  # every agent got every discovery
+    entries = leaderboard(page)
+    assert entries and all(e["val"] != "—" for e in entries), entries
+    assert any(e["tier"] == found[0]["tier"] and e["steps"] >= 2 for e in entries), entries
+
+
 def test_real_replay_plays_to_the_end(browser, shots, replay_dir, dashboards):
     events = _events(replay_dir)
     joins = [e for e in events if e["type"] == "join"]
@@ -266,27 +289,20 @@ def test_real_replay_plays_to_the_end(browser, shots, replay_dir, dashboards):
           f"{played['eventsPerSecond']} events/s (longest frame gap {played['maxFrameGapDuringPlayMs']:.0f} ms)")
     assert played["eventsApplied"] == len(events)
 
-    # at the end: the counters, every discovery with its spread, a leaderboard per tier that kept something
-    assert counter(page, "peers") == 6
+    # at the end of the night every agent has left; just before the first one leaves: six peers, every
+    # discovery with its spread, a leaderboard per tier that kept something
+    assert counter(page, "peers") == 0
     assert counter(page, "experiments") == sum(e["type"] == "experiment" for e in events)
     assert counter(page, "discoveries") == len(found)
-    rows = discovery_rows(page)
-    assert {r["id"] for r in rows} == {e["id"] for e in found}
-    for r in rows:
-        assert r["alive"] == 6 and r["reached"] == 6, r  # every agent got every discovery
-    entries = leaderboard(page)
-    assert entries and all(e["val"] != "—" for e in entries), entries
-    assert any(e["tier"] == found[0]["tier"] and e["steps"] >= 1 for e in entries), entries
+    _seek_before_first_leave(page, events)
+    _assert_shows_night(page, events)
     settle(page)
-    screenshot(page, shots, "real-replay-end")
-    screenshot(page, shots, "real-replay-end-viewport", full_page=False)
+    screenshot(page, shots, "real-replay-night")
+    screenshot(page, shots, "real-replay-night-viewport", full_page=False)
     page.close()
     assert_clean(seen)
 
 
-@pytest.mark.xfail(strict=True, reason="swarm_node/replay/engine.py emits `leave` with the agent's name "
-                   "(peer=name) while `join` and every other event name the peer by its id, so the dashboard "
-                   "(model.js leave: this.peers.get(e.peer)) never sees anyone leave")
 def test_real_replay_agents_leave_by_peer_id(replay_dir):
     events = _events(replay_dir)
     ids = {e["peer"] for e in events if e["type"] == "join"}
@@ -307,9 +323,9 @@ def test_real_replay_snapshot_opens_from_a_file(browser, shots, replay_dir, tmp_
     open_dashboard(page, html.as_uri())
     assert page.locator("#mode").inner_text().lower() == "snapshot"
     page.wait_for_function(f"window.swarmStats.eventsApplied === {len(events)}", timeout=30_000)
-    assert counter(page, "peers") == 6
-    assert {r["id"] for r in discovery_rows(page)} == {e["id"] for e in events if e["type"] == "discovery"}
-    assert leaderboard(page)
+    assert counter(page, "peers") == 0  # the night is over
+    _seek_before_first_leave(page, events)
+    _assert_shows_night(page, events)
     settle(page)
     screenshot(page, shots, "real-replay-snapshot")
     page.close()
