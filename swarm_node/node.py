@@ -279,7 +279,8 @@ class Node:
                 for best in msg.best.values():
                     if (msg.author, best.state) not in self._seen_holding and self.ledger.discovery(best.state):
                         self._seen_holding.add((msg.author, best.state))
-                        self.events.emit("receipt", id=discovery_id(best.bench.tier, best.state), peer=msg.author, **{"from": "presence"})
+                        self.events.emit("receipt", id=discovery_id(best.bench.tier, best.state), peer=msg.author,
+                                         via="presence")
         elif isinstance(msg, Claim) and same_bench:
             self.ledger.record_foreign_state(state=msg.state, bench=self.bench_json, author=msg.author, kind="claim")
             self.loop.foreign_states.add(msg.state)

@@ -108,11 +108,6 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 # --- 1. a live swarm ------------------------------------------------------------------------------
 
-PRESENCE_BUG = ("swarm_node/node.py:282 emits a `receipt` learned from a Presence message with "
-                "from=\"presence\" (a word, not a peer id); dashboard/static/model.js receipt() calls "
-                "this.peer(e.from), so the page grows a phantom peer named 'presence': a 3-node swarm shows 4 "
-                "peers and its discovery reached 3/4. Fix: leave `from` out there (or model.js: only treat `from` "
-                "as a peer when it is one)")
 
 
 class LiveSwarm:
@@ -192,7 +187,6 @@ class TestLiveSwarm:
         assert_clean(seen)
         assert any("/api/stream" in u for u in seen.requests), seen.requests
 
-    @pytest.mark.xfail(strict=True, reason=PRESENCE_BUG)
     def test_node1_dashboard_shows_three_peers_and_full_spread(self, browser, live):
         discovery = live.wait_for_spread("node1")
         page = browser.new_page(viewport=VIEWPORT)
@@ -222,7 +216,6 @@ class TestLiveSwarm:
         page.close()
         assert_clean(seen)
 
-    @pytest.mark.xfail(strict=True, reason=PRESENCE_BUG)
     def test_dashboard_of_node2_home_shows_three_peers(self, browser, live, dashboards):
         discovery = live.wait_for_spread("node2")
         board = dashboards("--home", str(live.swarm.tmp / "node2"), "--port", str(free_port()))
