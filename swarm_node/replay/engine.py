@@ -164,6 +164,10 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
             if time.monotonic() - last_print > 2:
                 last_print = time.monotonic()
                 progress(_progress_line(clock, agents, oracle, scenario))
+        await clock.quiet()  # what was published in the last window still reaches everyone
+        for name in sorted(agents):
+            if agents[name].node.inbox:
+                agents[name].node.apply_inbox(order)
         for agent in agents.values():
             agent.scope.cancel()
     clock.advance_to(scenario.night_seconds)
