@@ -325,30 +325,31 @@ def cmd_replay(args) -> int:
     from .replay.scenario import load_scenario
     from .replay.table import load_table
 
+    import logging
     logs.configure(json_lines=False, level="error")  # 35 nodes' logs would drown the progress line
+    logging.getLogger("libp2p").setLevel(logging.CRITICAL)  # agents leaving make py-libp2p log tracebacks
     scenario = load_scenario(args.scenario)
     table = load_table(Path(args.table) if args.table else None)
     out = Path(args.out).resolve()
     print(f"replaying {scenario.name}: {len(scenario.agents)} agents, {scenario.night_seconds / 3600:.0f} virtual "
           f"hours, seed {args.seed}, gossip {'on' if args.gossip else 'off'} -> {out}", flush=True)
-    dashboard = None
-    if args.dashboard is not None:
-        async def dashboard(event_logs):
-            from .dashboard.app import create_app
-            from .dashboard.server import serve
-            from .dashboard.sources import LiveSource
-            while not event_logs:
-                await trio.sleep(0.05)
-            app = create_app(LiveSource(event_logs[0], mode="replay", title=f"replay {scenario.name}"))
-            async with trio.open_nursery() as nursery:
-                url = await nursery.start(partial(serve, app, host="127.0.0.1", port=args.dashboard))
-                print(f"dashboard: {url} (stays up after the replay; Ctrl-C to stop)", flush=True)
+    async def dashboard(event_logs):
+        from .dashboard.app import create_app
+        from .dashboard.server import serve
+        from .dashboard.sources import LiveSource
+        while not event_logs:
+            await trio.sleep(0.05)
+        app = create_app(LiveSource(event_logs[0], mode="replay", title=f"replay {scenario.name}"))
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(partial(serve, app, host="127.0.0.1", port=args.dashboard))
+            print(f"dashboard: {url} (stays up after the replay; Ctrl-C to stop)", flush=True)
     start = time.monotonic()
     result = []
 
     async def main() -> None:
         result.append(await replay(scenario, table, seed=args.seed, out=out, gossip=args.gossip, compare=args.compare,
-                                   progress=lambda line: print(line, flush=True), dashboard=dashboard))
+                                   progress=lambda line: print(line, flush=True),
+                                   dashboard=dashboard if args.dashboard is not None else None))
     if _run_until_interrupted(main):
         return 130
     summary = result[0]

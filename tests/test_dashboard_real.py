@@ -26,7 +26,7 @@ import pytest
 from conftest import REPO
 from dashboard_checks import (CHROMIUM, CHROMIUM_ARGS, VIEWPORT, assert_clean, counter, discovery_rows, leaderboard,
                               open_dashboard, record, screenshot, screenshot_dir, settle, stats, wait_for_counter,
-                              wait_for_discovery_everywhere, wait_for_replay_end)
+                              wait_for_replay_end)
 from test_swarm import Swarm, wait_for
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Debian's chromium is not at {CHROMIUM} "

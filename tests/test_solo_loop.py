@@ -7,7 +7,6 @@ import time
 
 import trio
 
-from swarm_node.ledger import Ledger
 from swarm_node.research.proposers.base import Proposal
 from swarm_node.research.session import Options, build
 from swarm_node.research.workspace import Workspace

@@ -8,7 +8,6 @@ no connections: the ablation.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import shutil
 import time
@@ -18,7 +17,6 @@ from pathlib import Path
 import structlog
 import trio
 
-from ..assets import target_dir
 from ..events import EventLog
 from ..node import Node, NodeOptions
 from ..research.hardware import HardwareProfile, Tier
@@ -89,7 +87,6 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
     publish_gate = trio.Lock()
     agents: dict[str, Agent] = {}
     started = time.monotonic()
-    target = target_dir("tinygpt")
 
     def ready_names(excluding: str) -> set[str]:
         return {n for n, a in agents.items() if a.ready and not a.gone and n != excluding}

@@ -48,7 +48,7 @@ def spread(events: list[dict]) -> list[dict]:
         for t, p in got:
             first.setdefault(p, t)
         times = sorted(first.values())
-        need50, need100 = (len(alive) + 1) // 2, len(alive)
+        need50 = (len(alive) + 1) // 2
         out.append({
             "id": e["id"], "author": names.get(e["peer"], e["peer"]), "tier": e["tier"],
             "val_bpb": e["val_bpb"], "test_bpb": e.get("test_bpb"), "description": e["description"],

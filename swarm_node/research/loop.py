@@ -5,11 +5,9 @@ feeds them through `adopt`), so the workspace is never touched by two things at 
 """
 from __future__ import annotations
 
-import json
 import random
 import statistics
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 import trio
