@@ -170,7 +170,7 @@ class TestLiveSwarm:
             ".some(r => Number(r.dataset.adopted) >= 2 && Number(r.dataset.reached) >= 3)", timeout=120_000)
         row = next(r for r in discovery_rows(page) if r["adopted"] >= 2 and r["reached"] >= 3)
         assert row["id"].startswith("cpu:") and row["author"] and row["author"].lstrip("…") in live.peer1, row
-        assert counter(page, "adoptions") >= 2
+        assert wait_for_counter(page, "adoptions", 2, timeout=60) >= 2
         page.wait_for_selector("#leaderboard tbody tr[data-tier]", timeout=30_000)
         board = leaderboard(page)
         assert [e["tier"] for e in board] == ["cpu"], board
