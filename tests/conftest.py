@@ -44,3 +44,20 @@ def corpus() -> Path:
     if not CORPUS.is_file():
         pytest.skip(f"the shared corpus is not at {CORPUS}")
     return CORPUS
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by Playwright's sync API (no browser download)."""
+    from dashboard_checks import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    from dashboard_checks import screenshot_dir
+    return screenshot_dir(tmp_path)

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from dashboard_checks import (CHROMIUM, CHROMIUM_ARGS, VIEWPORT, assert_clean, assert_shows_swarm, counter,
-                              discovery_rows, open_dashboard, pin_discovery, record, screenshot, screenshot_dir,
-                              serve_in_thread, settle, stats, wait_for_replay_end)
+from dashboard_checks import (CHROMIUM, VIEWPORT, assert_clean, assert_shows_swarm, counter, discovery_rows,
+                              open_dashboard, pin_discovery, record, screenshot, serve_in_thread, settle, stats,
+                              wait_for_replay_end)
 from swarm_events import generate, write_jsonl
 from swarm_node.dashboard.app import create_app
 from swarm_node.dashboard.command import export_html
@@ -23,20 +23,6 @@ from swarm_node.events import EventLog
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Debian's chromium is not at {CHROMIUM} "
                                 "(apt-get install -y chromium)")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    return screenshot_dir(tmp_path)
 
 
 def test_live_swarm_updates_over_server_sent_events(browser, shots):

@@ -24,29 +24,14 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from dashboard_checks import (CHROMIUM, CHROMIUM_ARGS, VIEWPORT, assert_clean, counter, discovery_rows, leaderboard,
-                              open_dashboard, record, screenshot, screenshot_dir, settle, stats, wait_for_counter,
-                              wait_for_replay_end)
+from dashboard_checks import (CHROMIUM, VIEWPORT, assert_clean, counter, discovery_rows, leaderboard, open_dashboard,
+                              record, screenshot, settle, stats, wait_for_counter, wait_for_replay_end)
 from test_swarm import Swarm, wait_for
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Debian's chromium is not at {CHROMIUM} "
                                 "(apt-get install -y chromium)")
 
 SCENARIO = REPO / "tests" / "replay_small.toml"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    return screenshot_dir(tmp_path)
 
 
 def free_port() -> int:
