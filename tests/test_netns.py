@@ -1,0 +1,97 @@
+"""Two nodes in two network namespaces joined by a veth pair: the swarm across a real link.
+
+Needs root and iproute2 (`ip netns`); skipped with the reason otherwise. The namespaces, the
+link and the addresses (10.231.7.0/24, inside our own namespaces only) are made and removed here.
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, ledger_rows, slow_toy_target
+
+A, B = f"swn-a-{os.getpid()}", f"swn-b-{os.getpid()}"
+ADDR_A, ADDR_B = "10.231.7.1", "10.231.7.2"
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def namespaces():
+    if shutil.which("ip") is None or os.geteuid() != 0:
+        pytest.skip("needs root and iproute2 to make network namespaces")
+    try:
+        ip("netns", "add", A)
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"cannot make network namespaces here: {exc.stderr.decode().strip()}")
+    try:
+        ip("netns", "add", B)
+        ip("link", "add", f"v{os.getpid()}a", "type", "veth", "peer", "name", f"v{os.getpid()}b")
+        for ns, dev, addr in ((A, f"v{os.getpid()}a", ADDR_A), (B, f"v{os.getpid()}b", ADDR_B)):
+            ip("link", "set", dev, "netns", ns)
+            ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+            ip("-n", ns, "link", "set", dev, "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+        yield
+    finally:
+        for ns in (A, B):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+
+
+def test_a_discovery_crosses_namespaces_and_is_adopted(namespaces, tmp_path):
+    target = slow_toy_target(tmp_path / "toy_target", 2)
+    common = ["--target", str(target), "--tier", "cpu", "--budget", "1", "--presence-interval", "1",
+              "--timeout-margin", "10"]
+    procs = []
+
+    def start(ns, name, *args):
+        log = open(tmp_path / f"{name}.log", "wb")
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "swarm_node.cli", "join", *common,
+                                 *args], cwd=REPO, env={**os.environ, "SWARM_NODE_HOME": str(tmp_path / name)},
+                                stdout=log, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        return proc
+
+    def log(name):
+        return (tmp_path / f"{name}.log").read_text(errors="replace")
+
+    def wait_for(check, timeout, what):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                value = check()
+            except Exception:
+                value = None
+            if value:
+                return value
+            time.sleep(0.3)
+        raise AssertionError(f"{what}\n--- a ---\n{log('a')}\n--- b ---\n{log('b')}")
+
+    try:
+        start(A, "a", "--listen", f"/ip4/{ADDR_A}/tcp/4001", "--max-experiments", "3")
+        addr = wait_for(lambda: (m := re.search(rf"--bootstrap (/ip4/{ADDR_A}/\S+)", log("a"))) and m.group(1),
+                        60, "node a printed no address on its namespace's interface")
+        start(B, "b", "--listen", f"/ip4/{ADDR_B}/tcp/4001", "--bootstrap", addr, "--max-experiments", "0")
+        adopted = wait_for(lambda: ledger_rows(tmp_path / "b", "SELECT * FROM experiments WHERE status = 'adopted'"),
+                           150, "node b adopted nothing across the link")[0]
+        assert "verified" in adopted["reason"]
+        kept = ledger_rows(tmp_path / "a", "SELECT state FROM experiments WHERE status = 'keep'")
+        assert adopted["source"] in {r["state"] for r in kept}
+        peer_a = addr.rsplit("/p2p/", 1)[1]
+        assert ledger_rows(tmp_path / "b", "SELECT * FROM discoveries WHERE author = ?", (peer_a,))
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
