@@ -67,6 +67,26 @@ def detect() -> HardwareProfile:
                            ram_gb=round(_ram_gb(), 1), torch=info["torch"])
 
 
+def cpu_profile() -> HardwareProfile:
+    """The profile of a machine told to be a CPU node (`--tier cpu`): no torch import, which
+    costs seconds at every start."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = "not installed"
+    return HardwareProfile(accelerator="cpu", device_name="", memory_gb=0.0, cpu_cores=os.cpu_count() or 1,
+                           ram_gb=round(_ram_gb(), 1), torch=torch_version)
+
+
+def profile_for(tier_override: str | None) -> HardwareProfile:
+    """Probe the hardware, unless the tier the user chose runs on the CPU anyway."""
+    spec = load_config("tiers")["tiers"].get(tier_override or "", {})
+    if spec.get("match", {}).get("accelerator") == "cpu":
+        return cpu_profile()
+    return detect()
+
+
 def tiers() -> dict[str, Tier]:
     return {name: Tier(name=name, description=t["description"], role=t["role"],
                        budget=int(t["budget"]), baseline=dict(t.get("baseline", {})))

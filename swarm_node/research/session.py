@@ -13,7 +13,7 @@ import structlog
 from ..assets import load_config, target_dir
 from ..home import Home
 from ..ledger import Ledger
-from .hardware import HardwareProfile, Tier, detect, pick_tier
+from .hardware import HardwareProfile, Tier, pick_tier, profile_for
 from .loop import LoopSettings, ResearchLoop
 from .proposers.evolve import EvolveProposer
 from .proposers.heuristic import HeuristicProposer
@@ -96,7 +96,7 @@ def build(opts: Options, profile: HardwareProfile | None = None, runner=None, ob
     home = Home.from_env(opts.home)
     target = resolve_target(opts.target)
     corpus = corpus or target.resolve_corpus(opts.data, home.root)
-    profile = profile or detect()
+    profile = profile or profile_for(opts.tier)
     try:
         tier = tier or pick_tier(profile, opts.tier)
     except ValueError as exc:
