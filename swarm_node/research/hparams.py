@@ -8,6 +8,7 @@ and comments stay as they were.
 from __future__ import annotations
 
 import ast
+import threading
 import math
 from dataclasses import dataclass
 from decimal import Decimal
@@ -103,12 +104,22 @@ def _find_markers(lines: list[str]) -> tuple[int, int]:
     return starts[0], ends[0]
 
 
+_PARSE_LOCK = threading.Lock()
+
+
+def parse_python(source: str) -> ast.Module:
+    """ast.parse, one thread at a time: CPython 3.11 before 3.11.8 can fail with "AST constructor
+    recursion depth mismatch" when threads parse at once (the replay's agents do)."""
+    with _PARSE_LOCK:
+        return ast.parse(source)
+
+
 def _parse_line(index: int, body: str) -> tuple[str, _Entry]:
     where = f"line {index + 1}"
     indent = len(body) - len(body.lstrip())
     code = body[indent:]
     try:
-        tree = ast.parse(code)
+        tree = parse_python(code)
     except SyntaxError as exc:
         raise ValueError(f"{where}: expected NAME = literal, not valid Python: {body.strip()!r}") from exc
     if (

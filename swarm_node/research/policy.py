@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import math
 
-from .hparams import END_MARKER, START_MARKER, read_block
+from .hparams import END_MARKER, START_MARKER, parse_python, read_block
 
 MODES = ("hparams", "code")
 
@@ -21,7 +21,7 @@ def _code_outside_block(source: str) -> str:
         end = lines.index(END_MARKER, start)
     except ValueError:
         raise ValueError("hyperparameter block markers not found") from None
-    return ast.dump(ast.parse("\n".join(lines[:start] + lines[end + 1:])))
+    return ast.dump(parse_python("\n".join(lines[:start] + lines[end + 1:])))
 
 
 def check_value(name: str, value, old, space: dict) -> str | None:
@@ -46,7 +46,7 @@ def check_change(parent_src: str, new_src: str, *, mode: str, space: dict) -> st
     if mode not in MODES:
         raise ValueError(f"unknown diff policy {mode!r}; use one of {MODES}")
     try:
-        ast.parse(new_src)
+        parse_python(new_src)
     except SyntaxError as exc:
         return f"train.py does not parse: {exc.msg} (line {exc.lineno})"
     if mode == "code":
