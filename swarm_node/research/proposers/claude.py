@@ -140,6 +140,10 @@ class ClaudeProposer:
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
 
+# Both tools ask for the same one-line description.
+DESCRIPTION_PROPERTY = {"type": "string", "description": "One line (under 200 characters): what changes and why."}
+
+
 def propose_change_tool(head_block: dict, search_space: dict) -> dict:
     properties = {}
     for name, value in head_block.items():
@@ -158,10 +162,7 @@ def propose_change_tool(head_block: dict, search_space: dict) -> dict:
         "input_schema": {
             "type": "object",
             "properties": {
-                "description": {
-                    "type": "string",
-                    "description": "One line (under 200 characters): what changes and why.",
-                },
+                "description": DESCRIPTION_PROPERTY,
                 "changes": {
                     "type": "object",
                     "description": "Hyperparameter NAME -> new value, only for the names you change.",
@@ -184,10 +185,7 @@ REPLACE_TRAIN_PY_TOOL = {
     "input_schema": {
         "type": "object",
         "properties": {
-            "description": {
-                "type": "string",
-                "description": "One line (under 200 characters): what changes and why.",
-            },
+            "description": DESCRIPTION_PROPERTY,
             "train_py": {"type": "string", "description": "The complete new train.py."},
         },
         "required": ["description", "train_py"],
