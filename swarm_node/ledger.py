@@ -41,13 +41,14 @@ CREATE TABLE IF NOT EXISTS peers (
     peer TEXT PRIMARY KEY, tier TEXT, role TEXT, hardware TEXT, head TEXT, head_val_bpb REAL,
     addrs TEXT, version TEXT, counters TEXT, first_seen REAL NOT NULL, last_seen REAL NOT NULL,
     failed_verifications INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS discoveries (
-    state TEXT PRIMARY KEY, bench TEXT NOT NULL, tier TEXT NOT NULL, author TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS discoveries (       -- one per tier and state: a train.py can win in two tiers
+    state TEXT NOT NULL, bench TEXT NOT NULL, tier TEXT NOT NULL, author TEXT NOT NULL,
     parent TEXT NOT NULL, diff TEXT NOT NULL, val_bpb REAL NOT NULL, test_bpb REAL, seeds TEXT NOT NULL,
     noise REAL NOT NULL, description TEXT NOT NULL, created_ts REAL NOT NULL,
-    first_received_at REAL NOT NULL, first_from TEXT NOT NULL);
+    first_received_at REAL NOT NULL, first_from TEXT NOT NULL, PRIMARY KEY (tier, state));
 CREATE TABLE IF NOT EXISTS receipts (            -- every copy of a discovery that reached this node
-    message_id TEXT PRIMARY KEY, state TEXT NOT NULL, from_peer TEXT NOT NULL, received_at REAL NOT NULL);
+    message_id TEXT PRIMARY KEY, state TEXT NOT NULL, from_peer TEXT NOT NULL, received_at REAL NOT NULL,
+    tier TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS adoptions (           -- this node's and its peers' adoptions
     peer TEXT NOT NULL, discovery_state TEXT NOT NULL, state TEXT NOT NULL, val_bpb REAL,
     verified INTEGER NOT NULL, ts REAL NOT NULL, received_at REAL NOT NULL, from_peer TEXT NOT NULL,
@@ -75,6 +76,7 @@ class Ledger:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            _upgrade(self._db)
             self._db.executescript(SCHEMA)
 
     def close(self) -> None:
@@ -216,12 +218,12 @@ class Ledger:
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (d.state, bench, d.bench.tier, d.author, d.parent, d.diff, d.val_bpb, d.test_bpb,
                  json.dumps(d.seeds), d.noise, d.description, d.ts, now, received_from)).rowcount == 1
-            tx.execute("INSERT OR IGNORE INTO receipts(message_id, state, from_peer, received_at) VALUES (?,?,?,?)",
-                       (message_id, d.state, received_from, now))
+            tx.execute("INSERT OR IGNORE INTO receipts(message_id, state, from_peer, received_at, tier)"
+                       " VALUES (?,?,?,?,?)", (message_id, d.state, received_from, now, d.bench.tier))
             return new
 
-    def discovery(self, state: str) -> sqlite3.Row | None:
-        rows = self.query("SELECT * FROM discoveries WHERE state = ?", (state,))
+    def discovery(self, tier: str, state: str) -> sqlite3.Row | None:
+        rows = self.query("SELECT * FROM discoveries WHERE tier = ? AND state = ?", (tier, state))
         return rows[0] if rows else None
 
     def record_adoption(self, a, *, received_from: str) -> bool:
@@ -273,3 +275,17 @@ class Ledger:
     def counters(self) -> dict[str, int]:
         rows = self.query("SELECT status, COUNT(*) AS n FROM experiments GROUP BY status")
         return {r["status"]: r["n"] for r in rows}
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring a ledger written by an earlier version up to SCHEMA, keeping every row: discoveries
+    were keyed by state alone (so the same train.py found in a second tier was taken for a repeat)."""
+    keys = [r[1] for r in db.execute("PRAGMA table_info(discoveries)") if r[5]]
+    if keys == ["state"]:
+        db.executescript("BEGIN; ALTER TABLE discoveries RENAME TO discoveries_v1;" + SCHEMA +
+                         "INSERT INTO discoveries SELECT * FROM discoveries_v1; DROP TABLE discoveries_v1; COMMIT;")
+    columns = [r[1] for r in db.execute("PRAGMA table_info(receipts)")]
+    if columns and "tier" not in columns:
+        db.executescript("BEGIN; ALTER TABLE receipts ADD COLUMN tier TEXT NOT NULL DEFAULT '';"
+                         "UPDATE receipts SET tier = COALESCE((SELECT tier FROM discoveries d"
+                         " WHERE d.state = receipts.state), ''); COMMIT;")

@@ -1,0 +1,48 @@
+"""The ledger on real SQLite: discoveries per tier, and a ledger of an earlier version upgraded in place."""
+from __future__ import annotations
+
+import sqlite3
+
+from swarm_node.ledger import Ledger
+from test_messages import samples
+
+
+def _in_tier(tier: str):
+    d = samples()["discovery"]
+    return d.model_copy(update={"bench": d.bench.model_copy(update={"tier": tier})})
+
+
+def test_same_state_in_two_tiers_is_two_discoveries(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    cpu, gpu = _in_tier("cpu"), _in_tier("gpu-large")
+    assert ledger.record_discovery(cpu, bench="{}", received_from="a", message_id="m1")
+    assert ledger.record_discovery(gpu, bench="{}", received_from="a", message_id="m2")
+    assert not ledger.record_discovery(gpu, bench="{}", received_from="b", message_id="m3")  # a second copy
+    assert ledger.discovery("cpu", cpu.state)["tier"] == "cpu"
+    assert ledger.discovery("gpu-consumer", cpu.state) is None
+    tiers = [r["tier"] for r in ledger.query("SELECT tier FROM receipts ORDER BY message_id")]
+    assert tiers == ["cpu", "gpu-large", "gpu-large"]
+
+
+def test_earlier_ledger_is_upgraded_without_losing_rows(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE discoveries (
+            state TEXT PRIMARY KEY, bench TEXT NOT NULL, tier TEXT NOT NULL, author TEXT NOT NULL,
+            parent TEXT NOT NULL, diff TEXT NOT NULL, val_bpb REAL NOT NULL, test_bpb REAL, seeds TEXT NOT NULL,
+            noise REAL NOT NULL, description TEXT NOT NULL, created_ts REAL NOT NULL,
+            first_received_at REAL NOT NULL, first_from TEXT NOT NULL);
+        CREATE TABLE receipts (
+            message_id TEXT PRIMARY KEY, state TEXT NOT NULL, from_peer TEXT NOT NULL, received_at REAL NOT NULL);
+        INSERT INTO discoveries VALUES ('s1', '{}', 'cpu', 'a', 'p', '', 2.5, 2.6, '[1]', 0.01, 'old one', 1, 2, 'a');
+        INSERT INTO receipts VALUES ('m1', 's1', 'a', 2);
+    """)
+    old.close()
+    ledger = Ledger(path)
+    assert ledger.discovery("cpu", "s1")["description"] == "old one"
+    assert [tuple(r) for r in ledger.query("SELECT message_id, tier FROM receipts")] == [("m1", "cpu")]
+    assert ledger.record_discovery(_in_tier("gpu-large").model_copy(update={"state": "s1" * 32}), bench="{}",
+                                   received_from="b", message_id="m2")
+    ledger.close()
+    assert Ledger(path).discovery("cpu", "s1") is not None  # a second open finds nothing to upgrade
