@@ -202,6 +202,48 @@ def test_discovery_reaches_both_other_peers_exactly_once():
     run(scenario)
 
 
+def test_gossip_names_messages_by_content_so_peers_fetch_only_what_they_lack():
+    """IHAVE carries the sha256 message id (PROTOCOL.md); a peer that has the message asks for
+    nothing. Four hosts, all linked, a mesh of two: each has a peer it only gossips with."""
+    async def scenario():
+        nodes = [Node(mesh_degree=(2, 1, 2)) for _ in range(4)]
+        ihave_ids: list[bytes] = []
+        iwant_ids: list[bytes] = []
+
+        def watch(gossipsub):
+            handle_ihave, emit_iwant = gossipsub.handle_ihave, gossipsub.emit_iwant
+
+            async def on_ihave(msg, sender):
+                ihave_ids.extend(msg.messageIDs)
+                await handle_ihave(msg, sender)
+
+            async def on_emit_iwant(msg_ids, to_peer):
+                iwant_ids.extend(msg_ids)
+                await emit_iwant(msg_ids, to_peer)
+
+            gossipsub.handle_ihave, gossipsub.emit_iwant = on_ihave, on_emit_iwant
+
+        async with trio.open_nursery() as nursery:
+            await start(nursery, *nodes)
+            for node in nodes:
+                watch(node.net._gossipsub)
+            for i, a in enumerate(nodes):
+                for b in nodes[i + 1:]:
+                    await a.net.connect(b.addr)
+                    await a.net.wait_for_subscriber(b.id, TOPIC)
+            await trio.sleep(1.5)  # a heartbeat: meshes of two
+            mid = await nodes[0].net.publish(discovery(nodes[0].id))
+            for node in nodes[1:]:
+                assert (await node.next()).message_id == mid
+            iwant_ids.clear()  # from here on every host has the message
+            await trio.sleep(3.5)  # three heartbeats of gossip about it
+            assert mid in ihave_ids  # the path was exercised, with the content-addressed id
+            assert iwant_ids == []
+            nursery.cancel_scope.cancel()
+
+    run(scenario)
+
+
 def test_publish_refuses_a_message_of_another_author():
     async def scenario():
         a = Node()

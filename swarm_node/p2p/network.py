@@ -36,6 +36,7 @@ from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub.gossipsub import GossipSub
+from libp2p.pubsub.mcache import CacheEntry, MessageCache
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
@@ -167,6 +168,18 @@ def _pubsub_message_id(msg: rpc_pb2.Message) -> bytes:
     return message_id(msg.data)
 
 
+class _ContentAddressedCache(MessageCache):
+    """GossipSub's message cache keyed by our message id (sha256 of the payload), as IHAVE and
+    IWANT need: py-libp2p 0.8 keys it by from+seqno whatever the pubsub's id rule is, so its IHAVE
+    named ids no peer had seen, every IHAVE drew an IWANT and every IWANT a full copy again."""
+
+    def put(self, msg: rpc_pb2.Message) -> None:
+        mid = _pubsub_message_id(msg)
+        if mid not in self.msgs:
+            self.msgs[mid] = msg
+            self.history[0].append(CacheEntry(mid, msg.topicIDs))
+
+
 def _score_params() -> ScoreParams:
     # Only P4 (invalid messages) is weighted: -1 per rejected message, decaying 10% per heartbeat.
     # Below -20 (py-libp2p's publish gate) a forwarder's messages are dropped before validation
@@ -178,6 +191,9 @@ def _score_params() -> ScoreParams:
         graylist_threshold=-40.0,
         accept_px_threshold=0.0,
     )
+
+
+MESH_DEGREE = (6, 4, 12)  # GossipSub D, D_lo, D_hi (PROTOCOL.md section 3)
 
 
 class SwarmNetwork:
@@ -194,6 +210,7 @@ class SwarmNetwork:
         ban_after: int = BAN_AFTER_OFFENSES,
         sync_timeout: float = SYNC_TIMEOUT_S,
         queue_size: int = 256,
+        mesh_degree: tuple[int, int, int] = MESH_DEGREE,
     ) -> None:
         self._key_pair = key_pair
         self._my_id = ID.from_pubkey(key_pair.public_key)
@@ -204,6 +221,7 @@ class SwarmNetwork:
         self._on_reject = on_reject
         self._listen = [multiaddr.Multiaddr(a) for a in listen]
         self._heartbeat_interval = heartbeat_interval
+        self.mesh_degree = mesh_degree
         self._ban_after = ban_after
         self._sync_timeout = sync_timeout
         self._send, self.messages = trio.open_memory_channel[Received](queue_size)
@@ -240,9 +258,9 @@ class SwarmNetwork:
         )
         gossipsub = GossipSub(
             protocols=list(GOSSIPSUB_PROTOCOLS),
-            degree=6,
-            degree_low=4,
-            degree_high=12,
+            degree=self.mesh_degree[0],
+            degree_low=self.mesh_degree[1],
+            degree_high=self.mesh_degree[2],
             time_to_live=60,
             gossip_window=3,
             gossip_history=5,
@@ -255,6 +273,7 @@ class SwarmNetwork:
             # counted per forwarder and topic; one forwarder relays the whole swarm's traffic
             max_messages_per_topic_per_second=100.0,
         )
+        gossipsub.mcache = _ContentAddressedCache(gossipsub.mcache.window_size, gossipsub.mcache.history_size)
         self._host = host
         pubsub = _ReportingPubsub(
             host,
