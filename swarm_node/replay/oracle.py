@@ -2,7 +2,9 @@
 
 A run of a configuration returns one measured seed's values (which one is fixed by the replay's
 seed, the agent and the state, so a confirmation run gets the other seed) and costs the agent
-its tier's experiment time, scaled by how long that configuration really took to train.
+its tier's experiment time, scaled by how long that configuration really took to train compared
+with the other rows measured on the same machine (a grown grid is measured where it is run, and
+a slower machine must not make its rows look like slower configurations).
 """
 from __future__ import annotations
 
@@ -19,8 +21,13 @@ class TableOracle:
         self.replay_seed = replay_seed
         self.grid_names = list(table["grid"])
         self.rows = {self._key(r["config"]): r for r in table["rows"]}
-        self.mean_training = statistics.fmean(float(s["training_seconds"]) for r in table["rows"]
-                                              for s in r["seeds"].values())
+        self.mean_training: dict[str, float] = {}  # state -> mean training s of the rows of its machine
+        for session in table.get("sessions") or [{"states": [r["state"] for r in table["rows"]]}]:
+            members = [r for r in table["rows"] if r["state"] in set(session["states"])]
+            if members:
+                mean = statistics.fmean(float(s["training_seconds"]) for r in members for s in r["seeds"].values())
+                for r in members:
+                    self.mean_training.setdefault(r["state"], mean)
         self.runs = 0
 
     def _key(self, config: dict) -> tuple:
@@ -35,14 +42,16 @@ class TableOracle:
         except KeyError:
             return None
 
-    def answer(self, agent: str, state: str, seed: int, hparams: dict) -> tuple[dict | None, int | None]:
+    def answer(self, agent: str, state: str, seed: int, hparams: dict) -> tuple[dict | None, int | None, float]:
+        """One measured seed's values, that seed, and the run's time relative to its machine's mean."""
         row = self.lookup(hparams)
         if row is None:
-            return None, None
+            return None, None, 1.0
         seeds = sorted(row["seeds"], key=int)
         digest = hashlib.sha256(f"{self.replay_seed}/{agent}/{state}".encode()).digest()
         chosen = seeds[(digest[0] + seed) % len(seeds)]
-        return row["seeds"][chosen], int(chosen)
+        values = row["seeds"][chosen]
+        return values, int(chosen), float(values["training_seconds"]) / self.mean_training[row["state"]]
 
 
 class OracleRunner:
@@ -56,11 +65,12 @@ class OracleRunner:
 
     async def measure(self, train_py: str, seed: int) -> RunOutcome:
         from ..research.workspace import state_hash
-        values, measured_seed = self.oracle.answer(self.agent, state_hash(train_py), seed, read_block(train_py))
+        values, measured_seed, relative_time = self.oracle.answer(self.agent, state_hash(train_py), seed,
+                                                                  read_block(train_py))
         if values is None:
             await self.clock.spend(self.agent, self.experiment_seconds)
             return RunOutcome(status="crash", reason="configuration not in the measured table")
-        cost = self.experiment_seconds * float(values["training_seconds"]) / self.oracle.mean_training
+        cost = self.experiment_seconds * relative_time
         await self.clock.spend(self.agent, cost)
         self.oracle.runs += 1
         return RunOutcome(status="ok", val_bpb=float(values["val_bpb"]), test_bpb=float(values["test_bpb"]),

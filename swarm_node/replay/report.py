@@ -160,7 +160,8 @@ def write_report(out: Path, summary: dict, events: list[dict], table: dict, scen
         "GossipSub on 127.0.0.1, real proposers, keep/discard, claims, discoveries, verification, adoption) "
         "whose training runs are answered by a table of real tinygpt trainings measured on a CPU "
         f"({len(table['rows'])} configurations x {len(table['seeds'])} seeds, {table['steps']} steps each, "
-        f"on {table['machine']['cpus']} CPU cores, {table['date']}, `{table['command']}`). "
+        + "; ".join(f"{len(m['states'])} configurations measured on {m['machine']['cpus']} CPU cores, {m['date']}, "
+                    f"`{m['command']}`" for m in table["sessions"]) + "). "
         "It is not the original night's models: only the time is simulated, every val_bpb is a measured one.",
         "",
         f"- Scenario: `{scenario.path.name}` — {scenario.description}",

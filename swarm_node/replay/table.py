@@ -68,14 +68,18 @@ def measure_table(out: Path, corpus: Path, *, jobs: int = 1, threads: int = 1, l
     table.update({
         "target": "tinygpt", "steps": spec["steps"], "seeds": spec["seeds"], "base": spec["base"],
         "grid": spec["grid"], "corpus_sha256": _sha256(corpus), "device": "cpu", "threads_per_run": threads,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count()},
-        "command": command or "swarm-node bench-table " + " ".join(sys.argv[2:]),
     })
     lock = threading.Lock()
     todo = [(c, seed) for c in configs for seed in spec["seeds"]
             if str(seed) not in rows.get(state_hash(config_source(base_source, spec["base"], c)), {}).get("seeds", {})]
     started, done = time.monotonic(), 0
+    # Each bench-table run that measured rows is listed with its machine: a grown grid is measured
+    # where it is run, and the table must say which rows came from where.
+    sessions = table.setdefault("sessions", [])
+    session = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                           "cpus": os.cpu_count()},
+               "command": command or "swarm-node bench-table " + " ".join(sys.argv[2:]),
+               "date": datetime.date.today().isoformat(), "runs": 0, "seconds": 0.0, "states": []}
 
     def one(item):
         nonlocal done
@@ -86,8 +90,14 @@ def measure_table(out: Path, corpus: Path, *, jobs: int = 1, threads: int = 1, l
             row = rows.setdefault(state_hash(source), {"state": state_hash(source), "config": config, "seeds": {}})
             row["seeds"][str(seed)] = values
             done += 1
+            if session not in sessions:
+                sessions.append(session)
+            session["runs"] += 1
+            session["seconds"] = round(time.monotonic() - started, 1)
+            if row["state"] not in session["states"]:
+                session["states"].append(row["state"])
             table["rows"] = list(rows.values())
-            table["measured_seconds"] = round(table.get("measured_seconds_before", 0) + time.monotonic() - started, 1)
+            table["measured_seconds"] = round(sum(s["seconds"] for s in sessions), 1)
             table["date"] = datetime.date.today().isoformat()
             _write(out, table)
             progress(f"[{done}/{len(todo)}] {config} seed {seed}: val_bpb {values['val_bpb']:.4f} "
@@ -95,7 +105,6 @@ def measure_table(out: Path, corpus: Path, *, jobs: int = 1, threads: int = 1, l
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         list(pool.map(one, todo))
-    table["measured_seconds_before"] = table.get("measured_seconds", 0)
     _write(out, table)
     return table
 
