@@ -40,6 +40,7 @@ class NodeOptions:
     verify: bool = True
     max_experiments: int | None = None
     presence_interval: float = 5.0
+    republish_discoveries: bool = True  # a second copy 2 s later (the replay's barrier makes it moot)
     first_contact_wait: float = 10.0  # how long a node with --bootstrap waits for peers before researching
     dashboard_port: int | None = None
     dashboard_host: str = "127.0.0.1"
@@ -364,7 +365,8 @@ class Node:
                 log.info("no best from peer", peer=peer[:16], reason=str(exc))
                 continue
             entry = answer.get(self.bench.tier)
-            if entry and entry.bench == self.bench and (best is None or entry.val_bpb < best[0].val_bpb):
+            if entry and entry.bench == self.bench and \
+                    (best is None or (entry.val_bpb, entry.state) < (best[0].val_bpb, best[0].state)):
                 best = (entry, peer)
         if best is None:
             return None, None
@@ -508,7 +510,8 @@ class _Publisher(Observer):
         n.events.emit("discovery", id=discovery_id(n.bench.tier, d.state), peer=n.peer_id, tier=n.bench.tier, state=d.state, parent=d.parent,
                       val_bpb=d.val_bpb, test_bpb=d.test_bpb, description=d.description, diff=d.diff)
         await n._publish(d)
-        n.nursery.start_soon(n._publish_again, d)
+        if n.opts.republish_discoveries:
+            n.nursery.start_soon(n._publish_again, d)
 
 
 def discovery_id(tier: str, state: str) -> str:

@@ -27,6 +27,23 @@ def test_two_random_table_rows_retrain_within_their_seed_spread(corpus):
         assert got["num_steps"] == table["steps"]
 
 
+def test_oracle_times_a_row_against_rows_of_its_own_machine():
+    """Rows measured on a machine twice as slow cost the same virtual time as their twins."""
+    from swarm_node.replay.oracle import TableOracle
+
+    def row(state, lr, seconds):
+        return {"state": state, "config": {"LEARNING_RATE": lr},
+                "seeds": {"0": {"val_bpb": 3.0, "test_bpb": 3.0, "training_seconds": seconds, "num_steps": 150}}}
+
+    table = {"grid": {"LEARNING_RATE": [0.001, 0.003, 0.01, 0.03]}, "base": {},
+             "rows": [row("a", 0.001, 4.0), row("b", 0.003, 6.0), row("c", 0.01, 8.0), row("d", 0.03, 12.0)],
+             "sessions": [{"states": ["a", "b"]}, {"states": ["c", "d"]}]}
+    oracle = TableOracle(table, replay_seed=1)
+    times = {lr: oracle.answer("agent", "s", 0, {"LEARNING_RATE": lr})[2] for lr in (0.001, 0.003, 0.01, 0.03)}
+    assert times == {0.001: 0.8, 0.003: 1.2, 0.01: 0.8, 0.03: 1.2}
+    assert oracle.answer("agent", "s", 0, {"LEARNING_RATE": 0.5})[0] is None  # not in the table
+
+
 def per_agent(decisions):
     out = defaultdict(list)
     for agent, state, status in decisions:
@@ -71,3 +88,41 @@ def test_the_same_seed_makes_the_same_decisions(tiny_runs):
         second = json.loads((b / sub / "summary.json").read_text())
         assert per_agent(first["decisions"]) == per_agent(second["decisions"]), sub
         assert first["experiments"] == second["experiments"]
+
+
+def test_the_default_night_twice(tmp_path):
+    """`swarm-node replay --seed 1`, as the README has a newcomer run it, twice at once (one core
+    each): 35 agents, 333 +/- 10 % training runs, every discovery reaches every agent live at the
+    time, nothing given up on at the gossip barrier, and both runs decide the same, agent by agent."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    procs = []
+    for i in range(2):
+        env = {**os.environ, "SWARM_NODE_HOME": str(tmp_path / f"home{i}")}
+        procs.append(subprocess.Popen([sys.executable, "-m", "swarm_node.cli", "replay", "--seed", "1", "--out",
+                                       str(tmp_path / f"night{i}")], cwd=REPO, env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    try:
+        outputs = [p.communicate(timeout=1500) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    summaries = []
+    for p, (stdout, stderr) in zip(procs, outputs):
+        assert p.returncode == 0, stderr[-2000:]
+        assert "done in" in stdout
+        summaries.append(json.loads((tmp_path / f"night{len(summaries)}" / "summary.json").read_text()))
+    first, second = summaries
+    assert first["agents"] == 35
+    assert 300 <= first["experiments"] <= 366, first["experiments"]
+    assert first["gossip_timeouts"] == 0
+    assert first["discoveries"], "a night without a single discovery"
+    for d in first["discoveries"]:
+        assert d["reached_fraction"] == 1.0, d
+    assert per_agent(first["decisions"]) == per_agent(second["decisions"])
+    assert first["experiments"] == second["experiments"] and first["best"] == second["best"]

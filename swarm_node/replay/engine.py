@@ -37,6 +37,7 @@ class Agent:
     node: Node
     ready: bool = False
     gone: bool = False
+    joined_wall: float = 0.0  # time.time() at its start: what was published before is not its news
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
 
@@ -66,7 +67,13 @@ def _build_agent(spec: AgentSpec, index: int, out: Path, table: dict, oracle: Ta
     runner = OracleRunner(oracle, clock, spec.name, spec.experiment_seconds)
     research = build(Options(home=str(home), seed=_seed_for(seed, spec.name)), profile=profile, runner=runner,
                      corpus=corpus, tier=tier, space=space, explore=list(spec.explore))
-    node = Node(research, NodeOptions(max_experiments=None), events=events,
+    # A Presence floods all 35 hosts on this one core (about 0.4 s of CPU each) and the replay needs
+    # none of it (agents dial whom the scenario says; the dashboard reads events): one per agent
+    # every 5 real minutes, not every 5 s as in a real swarm, which would eat most of the core.
+    # Discoveries are sent once: the clock's barrier already waits for every copy to arrive, and a
+    # second copy 2 real seconds later would land in whichever window it happened to reach.
+    node = Node(research, NodeOptions(max_experiments=None, presence_interval=300.0, republish_discoveries=False),
+                events=events,
                 listen=["/ip4/127.0.0.1/tcp/0"])
     node.name = spec.name
     return Agent(spec=spec, node=node)
@@ -99,6 +106,7 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
             node.inbox = []
             node.publish_gate = publish_gate
         current_agent.set(name)
+        agent.joined_wall = time.time()
         with agent.scope:
             try:
                 async with trio.open_nursery() as nursery:
@@ -109,10 +117,8 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
                     agent.ready = True
                     await node.run_research(wait_for_news=lambda: clock.wait_for_news(name))
             finally:
-                agent.gone = True
-                clock.gone(name)
+                _leave(agent, clock, events)
                 node.ledger.recover_interrupted()
-        events.emit("leave", peer=node.peer_id)
 
     last_print = 0.0
     async with trio.open_nursery() as nursery:
@@ -127,9 +133,7 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
         while True:
             await clock.quiet()
             names.update({a.node.peer_id: n for n, a in agents.items()})
-            for name in sorted(agents):
-                if agents[name].node.inbox:
-                    agents[name].node.apply_inbox(order)
+            _apply_inboxes(agents, order)
             with_news = [n for n in clock.idle_agents() if agents[n].node.pending and not agents[n].gone]
             if with_news:
                 for name in with_news:
@@ -152,6 +156,7 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
                 _, name = leaves.pop(0)
                 clock.advance_to(t)
                 if name in agents and not agents[name].gone:
+                    _leave(agents[name], clock, events)  # now, not when its host has shut down
                     agents[name].scope.cancel()
                     await trio.sleep(0)
                     if gossip:
@@ -162,9 +167,7 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
                 last_print = time.monotonic()
                 progress(_progress_line(clock, agents, oracle, scenario))
         await clock.quiet()  # what was published in the last window still reaches everyone
-        for name in sorted(agents):
-            if agents[name].node.inbox:
-                agents[name].node.apply_inbox(order)
+        _apply_inboxes(agents, order)
         for agent in agents.values():
             agent.scope.cancel()
     clock.advance_to(scenario.night_seconds)
@@ -174,6 +177,26 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
                        gossip_timeouts=clock.gossip_timeouts, agents=agents)
 
 
+def _apply_inboxes(agents: dict[str, Agent], order) -> None:
+    """Each agent takes in its new messages, in a fixed order. Messages published before it joined
+    are dropped: GossipSub's IHAVE hands a newcomer the last seconds of traffic at whatever moment
+    it arrives (seconds are many virtual minutes here); what came before reaches it by sync."""
+    for name in sorted(agents):
+        node = agents[name].node
+        if node.inbox:
+            node.inbox[:] = [item for item in node.inbox if item[0].ts >= agents[name].joined_wall]
+            node.apply_inbox(order)
+
+
+def _leave(agent: Agent, clock: VirtualClock, events: EventLog) -> None:
+    """The agent is gone from this moment: nothing waits for it, and the leave is stamped now
+    (its libp2p host may take a real second to shut down while the night goes on)."""
+    if not agent.gone:
+        agent.gone = True
+        clock.gone(agent.spec.name)
+        events.emit("leave", peer=agent.node.peer_id)
+
+
 async def _connect(agent: Agent, agents: dict[str, Agent], rng: random.Random, events: EventLog, k: int) -> None:
     """Dial up to k agents already online (chosen by the replay's seed) and wait for the mesh."""
     others = sorted(n for n, a in agents.items() if a.ready and not a.gone and n != agent.spec.name)
@@ -181,19 +204,31 @@ async def _connect(agent: Agent, agents: dict[str, Agent], rng: random.Random, e
     # py-libp2p then sends pruned peers nothing, so no agent should collect too many links.
     rng.shuffle(others)
     others.sort(key=lambda n: len(agents[n].node.net.connected_peers()))
-    for name in others[:k]:
-        await _link(agent, agents[name], events)
+    linked = [agents[name] for name in others[:k] if await _link(agent, agents[name], events)]
+    # A peer forwards only to its mesh, which takes a heartbeat to graft: until then a newcomer
+    # would hear only its neighbours' own messages. Wait for it (bounded; gossip repairs the rest).
+    async with trio.open_nursery() as nursery:
+        for other in linked:
+            nursery.start_soon(_meshed, other, agent)
 
 
-async def _link(a: Agent, b: Agent, events: EventLog) -> None:
+async def _meshed(a: Agent, b: Agent, timeout: float = 3.0) -> None:
+    try:
+        await a.node.net.wait_for_mesh(b.node.peer_id, a.node.bench.topic(), timeout=timeout)
+    except Exception as exc:  # a full mesh may refuse the graft; IHAVE gossip still reaches b
+        log.info("replay mesh not formed", a=a.spec.name, b=b.spec.name, error=str(exc))
+
+
+async def _link(a: Agent, b: Agent, events: EventLog) -> bool:
     addr = b.node.net.listen_addrs()[0]
     try:
         await a.node.net.connect(addr)
         await a.node.net.wait_for_subscriber(b.node.peer_id, a.node.bench.topic(), timeout=10)
     except Exception as exc:  # a failed link is logged; the agent still has its others
         log.warning("replay link failed", a=a.spec.name, b=b.spec.name, error=str(exc))
-        return
+        return False
     events.emit("link", a=a.node.peer_id, b=b.node.peer_id)
+    return True
 
 
 async def _repair(agents: dict[str, Agent], rng: random.Random, events: EventLog) -> None:
