@@ -3,16 +3,20 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
-def test_gossip_latency_prints_its_figures_at_a_tiny_size():
-    proc = subprocess.run([sys.executable, "benchmarks/gossip_latency.py", "--nodes", "3", "--messages", "2"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("processes", [1, 3])
+def test_gossip_latency_prints_its_figures_at_a_tiny_size(processes):
+    proc = subprocess.run([sys.executable, "benchmarks/gossip_latency.py", "--nodes", "3", "--messages", "2",
+                           "--processes", str(processes)], cwd=REPO, capture_output=True, text=True, timeout=90)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
+    assert ("hosts in one process" if processes == 1 else "hosts in 3 processes") in out, out
     assert re.search(r"N=3: connecting 3 links took [\d.]+ s", out), out
-    assert re.search(r"N=3: 2 messages, \d+/4 receipts \(\d+ missing\): p50 [\d.]+ ms, p95 [\d.]+ ms, max [\d.]+ ms",
+    assert re.search(r"N=3: 2 messages, 4/4 receipts \(0 missing\): p50 [\d.]+ ms, p95 [\d.]+ ms, max [\d.]+ ms",
                      out), out
     assert "goal p95 < 250 ms at 35 nodes: not measured" in out, out
 

@@ -178,7 +178,9 @@ def write_report(out: Path, summary: dict, events: list[dict], table: dict, scen
         "## Discoveries and their spread",
         "",
         "t: virtual seconds into the night. Reach: share of the agents live at its birth that received it; "
-        "times to 50 % / 100 % are real gossip seconds (training time is virtual, gossip is real).",
+        "times to 50 % / 100 % are virtual seconds from its birth until the agents took it in. Agents take in "
+        "news at the clock's next synchronisation point (windows of at most 5 virtual minutes), so this is "
+        "mostly the rest of the window, plus the real seconds gossip took on this machine.",
         "",
         "| t | author | tier | val_bpb | test_bpb | reach | to 50 % | to 100 % | adopted by | change |",
         "|---|---|---|---|---|---|---|---|---|---|",
