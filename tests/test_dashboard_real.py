@@ -240,7 +240,10 @@ def _seek_before_first_leave(page, events: list[dict]) -> None:
 
 
 def _assert_shows_night(page, events: list[dict]) -> None:
-    found = [e for e in events if e["type"] == "discovery"]
+    """What the page shows just before the first agent leaves (see _seek_before_first_leave)."""
+    first_leave = min(e["t"] for e in events if e["type"] == "leave")
+    found = [e for e in events if e["type"] == "discovery" and e["t"] < first_leave - 1]
+    assert found, "the small replay makes a discovery before its first agent leaves"
     assert counter(page, "peers") == 6
     rows = discovery_rows(page)
     assert {r["id"] for r in rows} == {e["id"] for e in found}

@@ -19,6 +19,7 @@ from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub.gossipsub import GossipSub
+from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils.varint import encode_varint_prefixed
@@ -32,6 +33,7 @@ from swarm_node.messages import (
     Discovery,
     Presence,
     encode,
+    message_id,
     state_hash,
 )
 from swarm_node.p2p.identity import load_or_create_identity, peer_id_of
@@ -203,42 +205,31 @@ def test_discovery_reaches_both_other_peers_exactly_once():
 
 
 def test_gossip_names_messages_by_content_so_peers_fetch_only_what_they_lack():
-    """IHAVE carries the sha256 message id (PROTOCOL.md); a peer that has the message asks for
-    nothing. Four hosts, all linked, a mesh of two: each has a peer it only gossips with."""
+    """GossipSub's message cache, the source of IHAVE ids and IWANT answers, is keyed by the sha256
+    message id (PROTOCOL.md): a peer told of a message it has asks for nothing, of one it lacks
+    asks for it, and the holder can answer that id."""
     async def scenario():
-        nodes = [Node(mesh_degree=(2, 1, 2)) for _ in range(4)]
-        ihave_ids: list[bytes] = []
-        iwant_ids: list[bytes] = []
-
-        def watch(gossipsub):
-            handle_ihave, emit_iwant = gossipsub.handle_ihave, gossipsub.emit_iwant
-
-            async def on_ihave(msg, sender):
-                ihave_ids.extend(msg.messageIDs)
-                await handle_ihave(msg, sender)
-
-            async def on_emit_iwant(msg_ids, to_peer):
-                iwant_ids.extend(msg_ids)
-                await emit_iwant(msg_ids, to_peer)
-
-            gossipsub.handle_ihave, gossipsub.emit_iwant = on_ihave, on_emit_iwant
-
+        a, b = Node(), Node()
         async with trio.open_nursery() as nursery:
-            await start(nursery, *nodes)
-            for node in nodes:
-                watch(node.net._gossipsub)
-            for i, a in enumerate(nodes):
-                for b in nodes[i + 1:]:
-                    await a.net.connect(b.addr)
-                    await a.net.wait_for_subscriber(b.id, TOPIC)
-            await trio.sleep(1.5)  # a heartbeat: meshes of two
-            mid = await nodes[0].net.publish(discovery(nodes[0].id))
-            for node in nodes[1:]:
-                assert (await node.next()).message_id == mid
-            iwant_ids.clear()  # from here on every host has the message
-            await trio.sleep(3.5)  # three heartbeats of gossip about it
-            assert mid in ihave_ids  # the path was exercised, with the content-addressed id
-            assert iwant_ids == []
+            await start(nursery, a, b)
+            await link(a, b)
+            mid = await a.net.publish(discovery(a.id))
+            assert (await b.next()).message_id == mid
+            for node in (a, b):
+                cache = node.net._gossipsub.mcache
+                assert cache.window(TOPIC) == [mid]
+                assert message_id(cache.get(mid).data) == mid
+            asked: list[bytes] = []
+
+            async def emit_iwant(msg_ids, to_peer):
+                asked.extend(msg_ids)
+
+            gossipsub = b.net._gossipsub
+            gossipsub.emit_iwant = emit_iwant
+            unknown = bytes(32)
+            await gossipsub.handle_ihave(rpc_pb2.ControlIHave(topicID=TOPIC, messageIDs=[mid, unknown]),
+                                         ID.from_base58(a.id))
+            assert asked == [unknown]
             nursery.cancel_scope.cancel()
 
     run(scenario)
