@@ -1,7 +1,8 @@
 """What this machine is, and which tier of the swarm it joins.
 
 Detection runs torch in a subprocess (the node itself never initialises CUDA: training happens
-in the runner's subprocess, and a CUDA context in the node would only cost memory).
+in the runner's subprocess, and a CUDA context in the node would only cost memory), and only
+where an accelerator could be there: importing torch costs seconds at every start.
 """
 from __future__ import annotations
 
@@ -79,10 +80,23 @@ def cpu_profile() -> HardwareProfile:
                            ram_gb=round(_ram_gb(), 1), torch=torch_version)
 
 
+# Where a GPU that torch could use shows itself without importing torch: NVIDIA's driver, ROCm's
+# kernel driver, WSL's GPU bridge.
+ACCELERATOR_PATHS = ("/proc/driver/nvidia", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def may_have_accelerator() -> bool:
+    """False only where torch cannot find an accelerator: Linux without any GPU driver."""
+    if not sys.platform.startswith("linux"):
+        return True  # macOS (MPS) and others: ask torch
+    return any(os.path.exists(p) for p in ACCELERATOR_PATHS)
+
+
 def profile_for(tier_override: str | None) -> HardwareProfile:
-    """Probe the hardware, unless the tier the user chose runs on the CPU anyway."""
+    """Probe the hardware with torch (seconds), unless the chosen tier runs on the CPU anyway or
+    this is a Linux machine with no GPU driver, where torch could only answer "cpu"."""
     spec = load_config("tiers")["tiers"].get(tier_override or "", {})
-    if spec.get("match", {}).get("accelerator") == "cpu":
+    if spec.get("match", {}).get("accelerator") == "cpu" or not may_have_accelerator():
         return cpu_profile()
     return detect()
 
