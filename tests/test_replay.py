@@ -90,6 +90,7 @@ def test_the_same_seed_makes_the_same_decisions(tiny_runs):
         assert first["experiments"] == second["experiments"]
 
 
+@pytest.mark.slow
 def test_the_default_night_twice(tmp_path):
     """`swarm-node replay --seed 1`, as the README has a newcomer run it, twice at once (one core
     each): 35 agents, 333 +/- 10 % training runs, every discovery reaches every agent live at the
