@@ -344,19 +344,22 @@ def cmd_replay(args) -> int:
             url = await nursery.start(partial(serve, app, host="127.0.0.1", port=args.dashboard))
             print(f"dashboard: {url} (stays up after the replay; Ctrl-C to stop)", flush=True)
     start = time.monotonic()
-    result = []
+    reported = []
+
+    def done(summary: dict) -> None:
+        reported.append(summary)
+        best = summary["best"]
+        print(f"done in {time.monotonic() - start:.0f} s: {summary['experiments']} training runs, "
+              f"{summary['keeps']} keeps, best val_bpb {best['val_bpb']:.4f} ({best['author']}, {best['tier']}); "
+              f"report: {out / 'REPORT.md'}" + ("; the dashboard stays up until Ctrl-C" if args.dashboard is not None
+                                                else ""), flush=True)
 
     async def main() -> None:
-        result.append(await replay(scenario, table, seed=args.seed, out=out, gossip=args.gossip, compare=args.compare,
-                                   progress=lambda line: print(line, flush=True),
-                                   dashboard=dashboard if args.dashboard is not None else None))
-    if _run_until_interrupted(main):
-        return 130
-    summary = result[0]
-    best = summary["best"]
-    print(f"done in {time.monotonic() - start:.0f} s: {summary['experiments']} training runs, {summary['keeps']} keeps, "
-          f"best val_bpb {best['val_bpb']:.4f} ({best['author']}, {best['tier']}); report: {out / 'REPORT.md'}")
-    return 0
+        await replay(scenario, table, seed=args.seed, out=out, gossip=args.gossip, compare=args.compare,
+                     progress=lambda line: print(line, flush=True), on_report=done,
+                     dashboard=dashboard if args.dashboard is not None else None)
+    interrupted = _run_until_interrupted(main)
+    return 0 if reported else 130 if interrupted else 1
 
 
 def cmd_bench_table(args) -> int:

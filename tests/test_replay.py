@@ -127,3 +127,39 @@ def test_the_default_night_twice(tmp_path):
         assert d["reached_fraction"] == 1.0, d
     assert per_agent(first["decisions"]) == per_agent(second["decisions"])
     assert first["experiments"] == second["experiments"] and first["best"] == second["best"]
+
+
+def test_replay_with_the_dashboard_reports_then_serves_until_interrupted(tmp_path):
+    """The README's first command: the night's summary line comes when the night ends, the page
+    stays up, and Ctrl-C then ends it cleanly."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, "-m", "swarm_node.cli", "replay", "--scenario", str(TINY), "--dashboard",
+                             "0", "--out", str(tmp_path / "out")], cwd=REPO, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "SWARM_NODE_HOME": str(tmp_path / "home")})
+    import threading
+    watchdog = threading.Timer(300, proc.kill)  # a hung replay ends the read loop below
+    watchdog.start()
+    try:
+        url, done = None, None
+        for line in proc.stdout:
+            if line.startswith("dashboard: "):
+                url = line.split()[1]
+            if line.startswith("done in"):
+                done = line
+                break
+        assert url and done and "the dashboard stays up until Ctrl-C" in done, (url, done, proc.stderr.read())
+        assert (tmp_path / "out" / "REPORT.md").is_file()
+        assert httpx.get(url.rstrip("/") + "/api/meta", timeout=10).json()["mode"] == "replay"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -257,8 +257,9 @@ def _hms(seconds: float) -> str:
 
 
 async def replay(scenario: Scenario, table: dict, *, seed: int, out: Path, gossip: bool = True,
-                 compare: bool = False, progress=print, dashboard=None) -> dict:
-    """Run the night (and, with `compare`, the isolated ablation), then write the report."""
+                 compare: bool = False, progress=print, dashboard=None, on_report=None) -> dict:
+    """Run the night (and, with `compare`, the isolated ablation), then write the report.
+    `on_report(summary)` is called once it is written (a dashboard keeps serving after that)."""
     from ..events import read_jsonl
     from .report import summarize, write_report
 
@@ -282,6 +283,8 @@ async def replay(scenario: Scenario, table: dict, *, seed: int, out: Path, gossi
             isolated = summary_of(iso)
             write_report(iso.out, isolated[0], isolated[1], table, scenario, table["base"])
         write_report(out, main_summary, main_events, table, scenario, table["base"], isolated)
+        if on_report is not None:
+            on_report(main_summary)
         if dashboard is None:
             nursery.cancel_scope.cancel()
     return main_summary
