@@ -66,7 +66,7 @@ class Node:
         self.loop.author = self.peer_id
         self.shared_events = events is not None
         self.events = events or EventLog(research.home.root / "events.jsonl")
-        self._seen_holding: set[tuple[str, str, str]] = set()  # (peer, discovery) pairs already drawn
+        self._seen_holding: set[tuple[str, str]] = set()  # (peer, discovery id) pairs already drawn
         self._dialing: set[str] = set()
         self.name: str | None = None  # a readable name for events (the replay's agent names)
         self.publish_gate = None  # an async context manager shared by the replay's agents
@@ -278,10 +278,10 @@ class Node:
                 self.events.emit("join", peer=msg.author, tier=msg.bench.tier, role=msg.role)
             if not self.shared_events:  # a peer whose register holds a discovery has received it
                 for best in msg.best.values():
-                    if (msg.author, best.bench.tier, best.state) not in self._seen_holding and self.ledger.discovery(best.bench.tier, best.state):
-                        self._seen_holding.add((msg.author, best.bench.tier, best.state))
-                        self.events.emit("receipt", id=discovery_id(best.bench.tier, best.state), peer=msg.author,
-                                         via="presence")
+                    held = (msg.author, discovery_id(best.bench.tier, best.state))
+                    if held not in self._seen_holding and self.ledger.discovery(best.bench.tier, best.state):
+                        self._seen_holding.add(held)
+                        self.events.emit("receipt", id=held[1], peer=msg.author, via="presence")
         elif isinstance(msg, Claim) and same_bench:
             self.ledger.record_foreign_state(state=msg.state, bench=self.bench_json, author=msg.author, kind="claim")
             self.loop.foreign_states.add(msg.state)

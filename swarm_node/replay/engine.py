@@ -55,7 +55,7 @@ def _seed_for(replay_seed: int, name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{replay_seed}/{name}".encode()).digest()[:4], "big")
 
 
-def _build_agent(spec: AgentSpec, index: int, out: Path, table: dict, oracle: TableOracle, clock: VirtualClock,
+def _build_agent(spec: AgentSpec, out: Path, table: dict, oracle: TableOracle, clock: VirtualClock,
                  events: EventLog, seed: int) -> Agent:
     home = out / "agents" / spec.name
     corpus = Corpus(path=Path("table"), sha256=table["corpus_sha256"], name="tinyshakespeare.txt", bytes=0)
@@ -139,16 +139,16 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
                 for name in with_news:
                     clock.wake(name)
                 continue
-            candidates = [(clock.next_wake_time() or float("inf"), 2, ""),
-                          (joins[0].join_at if joins else float("inf"), 0, ""),
-                          (leaves[0][0] if leaves else float("inf"), 1, "")]
-            t, kind, _ = min(candidates)
+            candidates = [(clock.next_wake_time() or float("inf"), 2),
+                          (joins[0].join_at if joins else float("inf"), 0),
+                          (leaves[0][0] if leaves else float("inf"), 1)]
+            t, kind = min(candidates)
             if t >= scenario.night_seconds:
                 break
             if kind == 0:
                 spec = joins.pop(0)
                 clock.advance_to(t)
-                agent = _build_agent(spec, len(agents), out, table, oracle, clock, events, seed)
+                agent = _build_agent(spec, out, table, oracle, clock, events, seed)
                 agents[spec.name] = agent
                 clock.mark_busy(spec.name)
                 await nursery.start(live, agent)
@@ -281,8 +281,8 @@ async def replay(scenario: Scenario, table: dict, *, seed: int, out: Path, gossi
             progress("ablation: the same night without gossip")
             iso = await run_night(scenario, table, seed=seed, out=out / "isolated", gossip=False, progress=progress)
             isolated = summary_of(iso)
-            write_report(iso.out, isolated[0], isolated[1], table, scenario, table["base"])
-        write_report(out, main_summary, main_events, table, scenario, table["base"], isolated)
+            write_report(iso.out, isolated[0], isolated[1], table, scenario)
+        write_report(out, main_summary, main_events, table, scenario, isolated)
         if on_report is not None:
             on_report(main_summary)
         if dashboard is None:

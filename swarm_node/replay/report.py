@@ -65,18 +65,23 @@ def _names(events: list[dict]) -> dict[str, str]:
     return {e["peer"]: e.get("name", e["peer"]) for e in events if e["type"] == "join"}
 
 
+def _heads(events: list[dict]) -> list[dict]:
+    """Experiments that left an agent on a measured state: its baseline, a keep, an adoption."""
+    return [e for e in events if e["type"] == "experiment" and e["status"] in ("baseline", "keep", "adopted")
+            and e.get("val_bpb")]
+
+
 def trajectory(events: list[dict]) -> list[tuple[float, float, str]]:
     """(virtual time, global best val_bpb, tier) each time the swarm's best improved."""
     best, points = float("inf"), []
-    for e in events:
-        if e["type"] == "experiment" and e["status"] in ("baseline", "keep", "adopted") and e.get("val_bpb"):
-            if e["val_bpb"] < best:
-                best = e["val_bpb"]
-                points.append((e["t"], best, e.get("tier", "")))
+    for e in _heads(events):
+        if e["val_bpb"] < best:
+            best = e["val_bpb"]
+            points.append((e["t"], best, e.get("tier", "")))
     return points
 
 
-def techniques(events: list[dict], base: dict) -> list[dict]:
+def techniques(events: list[dict]) -> list[dict]:
     """Which known techniques a discovery introduced first, on which tier, when."""
     found = {}
     for e in events:
@@ -106,9 +111,7 @@ def _literal(line: str):
 def summarize(events: list[dict], *, agents: int, runs: int, gossip: bool, wall_seconds: float,
               gossip_timeouts: int, seed: int) -> dict:
     discoveries = spread(events)
-    kept = [e for e in events if e["type"] == "experiment" and e["status"] in ("baseline", "keep", "adopted")
-            and e.get("val_bpb")]
-    best = min(kept, key=lambda e: e["val_bpb"], default=None)
+    best = min(_heads(events), key=lambda e: e["val_bpb"], default=None)
     names = _names(events)
     return {
         "agents": agents, "experiments": runs, "seed": seed, "gossip": gossip,
@@ -145,9 +148,9 @@ def time_to_reach(points: list, target: float) -> float | None:
     return next((t for t, v, _ in points if v <= target + 1e-12), None)
 
 
-def write_report(out: Path, summary: dict, events: list[dict], table: dict, scenario, base: dict,
+def write_report(out: Path, summary: dict, events: list[dict], table: dict, scenario,
                  isolated: tuple[dict, list[dict]] | None = None) -> None:
-    (out / "summary.json").write_text(json.dumps({k: v for k, v in summary.items()}, indent=2))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     runs = {"gossip" if summary["gossip"] else "isolated": trajectory(events)}
     if isolated:
         runs["isolated"] = trajectory(isolated[1])
@@ -189,7 +192,7 @@ def write_report(out: Path, summary: dict, events: list[dict], table: dict, scen
         lines.append(f"| {d['t']:.0f} | {d['author']} | {d['tier']} | {d['val_bpb']:.4f} | "
                      f"{(d['test_bpb'] or float('nan')):.4f} | {d['reached_fraction']:.0%} | {d['t_to_50']} | "
                      f"{d['t_to_100']} | {d['adopted_by']} | {d['description'][:60]} |")
-    found = techniques(events, base)
+    found = techniques(events)
     lines += ["", "## Known techniques the swarm found", ""]
     if found:
         lines += [f"- {f['technique']}: first on tier {f['tier']} at t={f['t']:.0f} s (val_bpb {f['val_bpb']:.4f})"
@@ -229,9 +232,7 @@ def write_report(out: Path, summary: dict, events: list[dict], table: dict, scen
 
 
 def _best_single_agent(events: list[dict]) -> float | None:
-    vals = [e["val_bpb"] for e in events if e["type"] == "experiment"
-            and e["status"] in ("baseline", "keep", "adopted") and e.get("val_bpb")]
-    return min(vals) if vals else None
+    return min((e["val_bpb"] for e in _heads(events)), default=None)
 
 
 def _hours(t: float | None) -> str:

@@ -80,6 +80,8 @@ def measure_table(out: Path, corpus: Path, *, jobs: int = 1, threads: int = 1, l
                            "cpus": os.cpu_count()},
                "command": command or "swarm-node bench-table " + " ".join(sys.argv[2:]),
                "date": datetime.date.today().isoformat(), "runs": 0, "seconds": 0.0, "states": []}
+    if todo:
+        sessions.append(session)
 
     def one(item):
         nonlocal done
@@ -90,8 +92,6 @@ def measure_table(out: Path, corpus: Path, *, jobs: int = 1, threads: int = 1, l
             row = rows.setdefault(state_hash(source), {"state": state_hash(source), "config": config, "seeds": {}})
             row["seeds"][str(seed)] = values
             done += 1
-            if session not in sessions:
-                sessions.append(session)
             session["runs"] += 1
             session["seconds"] = round(time.monotonic() - started, 1)
             if row["state"] not in session["states"]:
