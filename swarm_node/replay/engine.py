@@ -67,7 +67,7 @@ def _build_agent(spec: AgentSpec, out: Path, table: dict, oracle: TableOracle, c
     runner = OracleRunner(oracle, clock, spec.name, spec.experiment_seconds)
     research = build(Options(home=str(home), seed=_seed_for(seed, spec.name)), profile=profile, runner=runner,
                      corpus=corpus, tier=tier, space=space, explore=list(spec.explore))
-    # A Presence floods all 35 hosts on this one core (about 0.4 s of CPU each) and the replay needs
+    # A Presence floods all 35 hosts on this one core (about 0.5 s of CPU each) and the replay needs
     # none of it (agents dial whom the scenario says; the dashboard reads events): one per agent
     # every 5 real minutes, not every 5 s as in a real swarm, which would eat most of the core.
     # Discoveries are sent once: the clock's barrier already waits for every copy to arrive, and a
