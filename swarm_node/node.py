@@ -69,7 +69,6 @@ class Node:
         self._seen_holding: set[tuple[str, str]] = set()  # (peer, discovery id) pairs already drawn
         self._dialing: set[str] = set()
         self.name: str | None = None  # a readable name for events (the replay's agent names)
-        self.publish_gate = None  # an async context manager shared by the replay's agents
         self.inbox: list | None = None  # set by the replay: messages wait there for apply_inbox()
         self.handled = None  # optional hook(message_id_hex): the replay's gossip barrier counts deliveries
         self.published = None  # optional hook(message_id_hex, msg)
@@ -224,14 +223,6 @@ class Node:
             version=__version__, addrs=self.net.listen_addrs()[:16])
 
     async def _publish(self, msg) -> None:
-        if self.publish_gate is not None:  # the replay spaces publishes out (libp2p drops bursts)
-            async with self.publish_gate:
-                await self._publish_now(msg)
-                await trio.sleep(0.02)
-        else:
-            await self._publish_now(msg)
-
-    async def _publish_now(self, msg) -> None:
         try:
             message_id = await self.net.publish(msg)
             if self.published is not None:

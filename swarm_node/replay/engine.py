@@ -91,7 +91,6 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
     if dashboard_events is not None:
         dashboard_events.append(events)
     rng = random.Random(seed)
-    publish_gate = trio.Lock()
     agents: dict[str, Agent] = {}
     started = time.monotonic()
 
@@ -104,7 +103,6 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
             node.published = lambda mid, msg: msg.type != "presence" and clock.published(mid, ready_names(name))
             node.handled = lambda mid: clock.handled(name, mid)
             node.inbox = []
-            node.publish_gate = publish_gate
         current_agent.set(name)
         agent.joined_wall = time.time()
         with agent.scope:
