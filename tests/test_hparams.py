@@ -1,6 +1,7 @@
 import pytest
 
-from swarm_node.research.hparams import END_MARKER, START_MARKER, format_literal, read_block, write_block
+from swarm_node.research.hparams import (END_MARKER, START_MARKER, format_literal, read_block, split_lines,
+                                         write_block)
 
 TRAIN_PY = f'''"""A tiny GPT."""
 import torch
@@ -68,6 +69,24 @@ def test_write_block_handles_non_ascii_comments_and_negative_numbers():
     source = f"{START_MARKER}\nNOTE = 'héllo' # naïve\nSHIFT = -1e-5  # ε\n{END_MARKER}\n"
     new = write_block(source, {"NOTE": "wörld", "SHIFT": -2.5e-7})
     assert new == f"{START_MARKER}\nNOTE = 'wörld' # naïve\nSHIFT = -2.5e-7  # ε\n{END_MARKER}\n"
+
+
+def test_lines_are_split_on_newline_only():
+    assert split_lines("a\rb\x0cc\x85d\u2028e\nf") == ["a\rb\x0cc\x85d\u2028e\n", "f"]
+    assert split_lines("a\n\n") == ["a\n", "\n"] and split_lines("") == []
+
+
+@pytest.mark.parametrize("sep", ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028"])
+def test_a_line_break_lookalike_does_not_make_two_block_lines(sep):
+    # str.splitlines() would see `N_LAYER = 4` and `DROPOUT = 0.5` here; Python sees one line
+    with pytest.raises(ValueError, match="line 10"):
+        read_block(TRAIN_PY.replace("N_LAYER = 4", f"N_LAYER = 4{sep}DROPOUT = 0.5"))
+
+
+def test_write_block_keeps_odd_characters_elsewhere_as_they_are():
+    source = TRAIN_PY.replace("import torch", "import torch\x0c# form feed\x85")
+    new = write_block(source, {"N_LAYER": 8})
+    assert new == source.replace("N_LAYER = 4", "N_LAYER = 8")
 
 
 @pytest.mark.parametrize("value, text", [

@@ -4,6 +4,9 @@ The block sits between two marker lines; each line inside is `NAME = <literal>  
 (blank and comment-only lines are allowed too). Values are str, bool, int or float literals,
 parsed with `ast`, never evaluated. Writing replaces only the literal's characters, so spacing
 and comments stay as they were.
+
+Lines are split on "\n" only, never with `str.splitlines()`: that also breaks at \r, \x0c, \x85,
+\u2028..., so it would see lines that Python, reading the file's bytes, does not (and vice versa).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ LITERAL_TYPES = (bool, int, float, str)
 
 def read_block(source: str) -> dict:
     """The block's values in source order: NAME -> str | bool | int | float."""
-    return {name: entry.value for name, entry in _parse_block(source.splitlines(keepends=True)).items()}
+    return {name: entry.value for name, entry in _parse_block(split_lines(source)).items()}
 
 
 def write_block(source: str, changes: dict) -> str:
@@ -30,7 +33,7 @@ def write_block(source: str, changes: dict) -> str:
     A name whose new value equals its current one (same type) keeps its text as written.
     Unknown names raise KeyError; values that are not str/bool/int/finite float raise
     TypeError or ValueError."""
-    lines = source.splitlines(keepends=True)
+    lines = split_lines(source)
     entries = _parse_block(lines)
     unknown = [name for name in changes if name not in entries]
     if unknown:
@@ -67,30 +70,37 @@ def format_literal(value, *, double_quotes: bool = False) -> str:
     raise TypeError(f"a block value must be str, bool, int or float, not {type(value).__name__}")
 
 
+def split_lines(source: str) -> list[str]:
+    """`source` cut after each "\n" (kept); a last line without one is kept too."""
+    parts = source.split("\n")
+    return [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
 @dataclass(frozen=True)
-class _Entry:
+class Entry:
     line_index: int
     start: int  # byte offsets of the literal within the line (without its newline)
     end: int
     value: object
 
 
-def _parse_block(lines: list[str]) -> dict[str, _Entry]:
-    start, end = _find_markers(lines)
-    entries: dict[str, _Entry] = {}
+def _parse_block(lines: list[str]) -> dict[str, Entry]:
+    start, end = find_markers(lines)
+    entries: dict[str, Entry] = {}
     for index in range(start + 1, end):
         body, _ = _split_newline(lines[index])
         stripped = body.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        name, entry = _parse_line(index, body)
+        name, entry = parse_line(index, body)
         if name in entries:
             raise ValueError(f"line {index + 1}: {name} is assigned twice in the hyperparameter block")
         entries[name] = entry
     return entries
 
 
-def _find_markers(lines: list[str]) -> tuple[int, int]:
+def find_markers(lines: list[str]) -> tuple[int, int]:
+    """Indexes of the start and end marker lines; ValueError when they are missing or repeated."""
     starts = [i for i, line in enumerate(lines) if line.strip() == START_MARKER]
     ends = [i for i, line in enumerate(lines) if line.strip() == END_MARKER]
     if not starts:
@@ -114,13 +124,15 @@ def parse_python(source: str) -> ast.Module:
         return ast.parse(source)
 
 
-def _parse_line(index: int, body: str) -> tuple[str, _Entry]:
+def parse_line(index: int, body: str) -> tuple[str, Entry]:
+    """`NAME = literal  # comment` (line `index`, newline stripped) -> NAME and where its literal is;
+    ValueError for anything else."""
     where = f"line {index + 1}"
     indent = len(body) - len(body.lstrip())
     code = body[indent:]
     try:
         tree = parse_python(code)
-    except SyntaxError as exc:
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise ValueError(f"{where}: expected NAME = literal, not valid Python: {body.strip()!r}") from exc
     if (
         len(tree.body) != 1
@@ -140,12 +152,13 @@ def _parse_line(index: int, body: str) -> tuple[str, _Entry]:
             f" not {type(value).__name__}"
         )
     offset = len(body[:indent].encode())  # ast offsets count UTF-8 bytes
-    entry = _Entry(index, offset + node.value.col_offset, offset + node.value.end_col_offset, value)
+    entry = Entry(index, offset + node.value.col_offset, offset + node.value.end_col_offset, value)
     return node.targets[0].id, entry
 
 
 def _split_newline(line: str) -> tuple[str, str]:
-    body = line.rstrip("\r\n")
+    body = line[:-1] if line.endswith("\n") else line
+    body = body[:-1] if body.endswith("\r") else body  # a CRLF file keeps its \r\n
     return body, line[len(body):]
 
 
