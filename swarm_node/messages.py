@@ -33,6 +33,7 @@ MAX_SOURCE_BYTES = 512 * 1024  # train.py carried by a sync answer, UTF-8 bytes
 MAX_SYNC_REQUEST_BYTES = 1024
 MAX_SYNC_RESPONSE_BYTES = 1024 * 1024
 MAX_FUTURE_SKEW_S = 60.0  # timestamps further ahead of the receiver's clock are rejected
+MAX_PAST_S = 3600.0  # timestamps further behind the receiver's clock are rejected (no replays of old news)
 METRIC_MAX = 16.0  # bits per byte: 8 is a uniform byte model, 16 leaves room for bad runs
 MAX_SAFE_INT = 2**53 - 1  # integers other implementations (JavaScript) hold exactly
 
@@ -40,8 +41,10 @@ TOPIC_PREFIX = f"swarm-node/{PROTOCOL_VERSION}"
 PRESENCE_TOPIC = f"{TOPIC_PREFIX}/presence"
 
 # Reasons `decode` gives; the network layer adds author-mismatch, topic-mismatch, unsigned,
-# bad-signature and policy:<why>.
-REASONS = ("oversized", "undecodable", "schema", "version", "future-timestamp", "metric-bounds")
+# bad-signature, quota, overload and policy:<why>.
+REASONS = (
+    "oversized", "undecodable", "schema", "version", "future-timestamp", "stale-timestamp", "metric-bounds",
+)
 _METRIC_FIELDS = frozenset({"val_bpb", "test_bpb", "head_val_bpb", "noise"})
 _BOUND_ERRORS = frozenset(
     {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"}
@@ -314,7 +317,10 @@ def _unpack(data: bytes, limit: int) -> dict:
     if "v" not in obj:
         raise MessageRejected("schema", "no version field v")
     version = obj["v"]
-    if isinstance(version, int) and not isinstance(version, bool) and version != PROTOCOL_VERSION:
+    # strict: a msgpack int, not true (a bool is an int to Python) nor 1.0
+    if type(version) is not int:
+        raise MessageRejected("schema", f"v is a {type(version).__name__}, not an int")
+    if version != PROTOCOL_VERSION:
         raise MessageRejected("version", f"v={version}")
     return obj
 
@@ -328,16 +334,23 @@ def _classify(error: ValidationError) -> MessageRejected:
     return MessageRejected("schema", detail)
 
 
-def decode(data: bytes, *, now: float | None = None) -> AnyMessage:
-    """Parse and validate one gossip message; raises MessageRejected(reason)."""
+def decode(data: bytes, *, now: float | None = None, check_time: bool = True) -> AnyMessage:
+    """Parse and validate one gossip message; raises MessageRejected(reason).
+
+    `ts` must lie within [now - MAX_PAST_S, now + MAX_FUTURE_SKEW_S] (`now` defaults to the clock);
+    check_time=False skips that, for a message already validated on arrival.
+    """
     obj = _unpack(data, MAX_MESSAGE_BYTES)
     try:
         msg = _MESSAGE.validate_python(obj)
     except ValidationError as error:
         raise _classify(error) from None
-    now = time.time() if now is None else now
-    if msg.ts > now + MAX_FUTURE_SKEW_S:
-        raise MessageRejected("future-timestamp", f"ts {msg.ts:.0f} is {msg.ts - now:.0f} s ahead")
+    if check_time:
+        now = time.time() if now is None else now
+        if msg.ts > now + MAX_FUTURE_SKEW_S:
+            raise MessageRejected("future-timestamp", f"ts {msg.ts:.0f} is {msg.ts - now:.0f} s ahead")
+        if msg.ts < now - MAX_PAST_S:
+            raise MessageRejected("stale-timestamp", f"ts {msg.ts:.0f} is {now - msg.ts:.0f} s old")
     return msg
 
 

@@ -15,7 +15,9 @@ import pytest
 from swarm_node.messages import (
     MAX_DIFF_BYTES,
     MAX_MESSAGE_BYTES,
+    MAX_PAST_S,
     PRESENCE_TOPIC,
+    REASONS,
     Adoption,
     BenchKey,
     Best,
@@ -117,6 +119,9 @@ def invalid_samples() -> dict:
         "metric-bounds-zero": (_raw("result-keep", test_bpb=0.0), "metric-bounds"),
         "metric-bounds-nan": (_raw("discovery", val_bpb=float("nan")), "metric-bounds"),
         "future-timestamp": (_raw("claim", ts=4102444800.0), "future-timestamp"),
+        "stale-timestamp": (_raw("claim", ts=0.0), "stale-timestamp"),  # a claim dated 1970
+        "schema-version-true": (_raw("claim", v=True), "schema"),  # msgpack true is not the int 1
+        "schema-version-float": (_raw("claim", v=1.0), "schema"),
     }
 
 
@@ -127,8 +132,8 @@ def invalid_samples() -> dict:
 def test_round_trip(name):
     msg = samples()[name]
     data = encode(msg)
-    assert decode(data) == msg
-    assert encode(decode(data)) == data
+    assert decode(data, now=TS) == msg
+    assert encode(decode(data, now=TS)) == data
     assert parse(json.loads(msg.model_dump_json())) == msg
 
 
@@ -162,7 +167,7 @@ def test_tolerant_decoding_of_other_spellings():
     obj["val_bpb"] = 2
     packer = msgpack.Packer(use_single_float=True, use_bin_type=True)
     for data in (msgpack.packb(obj), packer.pack(samples()["result-keep"].model_dump())):
-        msg = decode(data)
+        msg = decode(data, now=TS)
         assert isinstance(msg.val_bpb, float)
 
 
@@ -221,6 +226,26 @@ def test_timestamp_skew_is_relative_to_now():
     with pytest.raises(MessageRejected) as caught:
         decode(_raw("claim", ts=TS + 61), now=TS)
     assert caught.value.reason == "future-timestamp"
+    assert decode(_raw("claim", ts=TS - MAX_PAST_S + 1), now=TS).ts == TS - MAX_PAST_S + 1
+    with pytest.raises(MessageRejected) as caught:
+        decode(_raw("claim", ts=TS - MAX_PAST_S - 1), now=TS)
+    assert caught.value.reason == "stale-timestamp"
+    assert decode(_raw("claim", ts=0.0), now=TS, check_time=False).ts == 0.0  # already validated once
+    assert {"future-timestamp", "stale-timestamp"} <= set(REASONS)
+
+
+def test_version_must_be_the_msgpack_int_1():
+    """`v: true` and `v: 1.0` equal 1 in Python but are not the int 1 on the wire."""
+    for version, reason in ((True, "schema"), (1.0, "schema"), ("1", "schema"), (None, "schema"),
+                            (2, "version"), (0, "version"), (-1, "version")):
+        with pytest.raises(MessageRejected) as caught:
+            decode(_raw("claim", v=version), now=TS)
+        assert caught.value.reason == reason, version
+    assert decode(_raw("claim", v=1), now=TS) == samples()["claim"]
+    for frame in ({"op": "best", "v": True}, {"op": "best", "v": 1.0}):  # sync frames too
+        with pytest.raises(MessageRejected) as caught:
+            decode_sync_request(msgpack.packb(frame))
+        assert caught.value.reason == "schema"
 
 
 # ---- protocol/ files ---------------------------------------------------------------------------
@@ -229,7 +254,8 @@ def test_timestamp_skew_is_relative_to_now():
 def _vector_index() -> dict:
     return {
         "version": 1,
-        "about": "Golden vectors: for each valid one, decode(file) must equal message and "
+        "about": "Golden vectors: for each valid one, decode(file) must equal message (ts checked "
+        "against the message's own ts, since a receiver rejects messages over an hour old) and "
         "encode(message) must equal the file byte for byte. Each invalid one must be rejected "
         "with reason (ts checked against the current time).",
         "valid": [
@@ -271,7 +297,7 @@ def test_golden_vectors_both_ways():
     for vector in index["valid"]:
         data = (VECTORS / vector["file"]).read_bytes()
         expected = parse(vector["message"])
-        assert decode(data) == expected, vector["name"]
+        assert decode(data, now=expected.ts) == expected, vector["name"]
         assert encode(expected) == data, vector["name"]
         assert message_id(data).hex() == vector["message_id_sha256"]
     for vector in index["invalid"]:

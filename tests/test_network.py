@@ -9,6 +9,7 @@ import stat
 import time
 from contextlib import AsyncExitStack
 
+import msgpack
 import multiaddr
 import pytest
 import trio
@@ -21,6 +22,7 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX
 from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils.varint import encode_varint_prefixed
 
@@ -38,11 +40,15 @@ from swarm_node.messages import (
 )
 from swarm_node.p2p.identity import load_or_create_identity, peer_id_of
 from swarm_node.p2p.network import (
+    DEFAULT_QUOTAS,
     GOSSIPSUB_PROTOCOLS,
+    SYNC_MAX_PER_PEER,
     SYNC_PROTOCOL,
     ConnectError,
     SwarmNetwork,
     SyncError,
+    _Quotas,
+    presence_dial_addrs,
 )
 
 PARENT_SRC = "LEARNING_RATE = 6e-4\n"
@@ -90,6 +96,19 @@ class Provider:
 class LyingProvider(Provider):
     def state_source(self, state: str):
         return "print('not what you asked for')\n"
+
+
+class SleepyProvider(Provider):
+    """Has every state and never gets round to answering (until its server's sync timeout)."""
+
+    async def state_source(self, state: str):
+        await trio.sleep(60)
+        return self.sources.get(state)
+
+
+class EmptyProvider(Provider):
+    def state_source(self, state: str):
+        return None
 
 
 class Node:
@@ -165,6 +184,29 @@ class RawPeer:
 
     async def publish(self, data: bytes) -> None:
         await self.pubsub.publish(TOPIC, data)
+
+    async def send_raw(self, node: Node, messages: list, per_rpc: int = 20) -> None:
+        """Write pubsub messages straight onto a new GossipSub stream to `node`, `per_rpc` to an
+        RPC: no outbound queue of our own to overflow, so every message reaches node's pubsub."""
+        stream = await self.host.new_stream(ID.from_base58(node.id), list(GOSSIPSUB_PROTOCOLS))
+        for i in range(0, len(messages), per_rpc):
+            rpc = rpc_pb2.RPC(publish=messages[i:i + per_rpc])
+            await stream.write(encode_varint_prefixed(rpc.SerializeToString()))
+
+
+def signed(key_pair, data: bytes, seqno: int = 1, topic: str = TOPIC) -> rpc_pb2.Message:
+    """A pubsub message signed by `key_pair` (its author), as libp2p's publish builds one."""
+    msg = rpc_pb2.Message(data=data, topicIDs=[topic], from_id=ID.from_pubkey(key_pair.public_key).to_bytes(),
+                          seqno=seqno.to_bytes(8, "big"))
+    msg.signature = key_pair.private_key.sign(PUBSUB_SIGNING_PREFIX.encode() + msg.SerializeToString())
+    msg.key = key_pair.public_key.serialize()
+    return msg
+
+
+async def until(condition, timeout: float = 5.0, step: float = 0.02) -> None:
+    with trio.fail_after(timeout):
+        while not condition():
+            await trio.sleep(step)
 
 
 def run(test, seconds: float = 20.0):
@@ -347,6 +389,173 @@ def test_policy_rejections_lower_the_score_without_a_ban():
     run(scenario)
 
 
+def test_author_quota_drops_a_flood_without_blaming_the_forwarder():
+    """Quotas are per signer: a flood beyond its bucket is rejected as "quota" (not an offense,
+    no P4 penalty, not forwarded), forgeries in another author's name do not spend that author's
+    bucket, and the other author's messages still get through."""
+    async def scenario():
+        tight = {"claim": (0.01, 3.0)}  # 3 at once, then one per 100 s: exact counts in a test
+        receiver, third, honest, hostile = Node(quotas=tight), Node(quotas=tight), Node(), RawPeer()
+        async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+            await start(nursery, receiver, third, honest)
+            await hostile.enter(stack)
+            await link(honest, receiver)
+            await link(receiver, third)
+            await hostile.link(receiver)
+            for i in range(3):  # signed by hostile in honest's name: author-mismatch, spends nothing
+                await hostile.publish(encode(claim(honest.id, description=f"forged {i}")))
+            flood = [signed(hostile.key_pair, encode(claim(hostile.id, description=f"flood {i}")), seqno=i + 1)
+                     for i in range(12)]
+            await hostile.send_raw(receiver, flood)
+            await until(lambda: receiver.net.rejections["quota"] + receiver.net.rejections["author-mismatch"] >= 12)
+            got = [item for item in await receiver.received(0.3) if item.peer == hostile.id]
+            assert len(got) == 3 and receiver.net.rejections["quota"] == 9
+            assert receiver.net.rejections["author-mismatch"] == 3
+            assert {r for r, p in receiver.rejected if p == hostile.id} == {"author-mismatch", "quota"}
+            assert receiver.net.banned == set()
+            assert receiver.net.peer_score(hostile.id) > -3.5  # only the 3 forgeries count in P4
+            for i in range(3):
+                await honest.net.publish(claim(honest.id, description=f"honest {i}"))
+            mine = [await receiver.next() for _ in range(3)]
+            assert [m.message.description for m in mine] == [f"honest {i}" for i in range(3)]
+            # the third peer heard exactly what the receiver let through: 3 of the flood, 3 honest
+            heard = await third.received(0.5)
+            assert sorted(h.peer for h in heard) == sorted([hostile.id] * 3 + [honest.id] * 3)
+            assert third.rejected == []
+            nursery.cancel_scope.cancel()
+
+    run(scenario)
+
+
+def test_quota_buckets_refill_and_forget_the_least_recent_author():
+    quotas = _Quotas(DEFAULT_QUOTAS, max_authors=2)
+    rate, burst = DEFAULT_QUOTAS["presence"]
+    assert [quotas.allow("a", "presence", 100.0) for _ in range(int(burst) + 1)] == [True] * int(burst) + [False]
+    assert quotas.allow("b", "presence", 100.0)  # another author has its own bucket
+    assert quotas.allow("a", "claim", 100.0)  # and each type its own
+    assert not quotas.allow("a", "presence", 100.0 + 0.5 / rate)
+    assert quotas.allow("a", "presence", 100.0 + 1.0 / rate)  # one token back after 1/rate s
+    assert quotas.allow("a", "unknown-type", 100.0)  # types not in the table are not limited
+    quotas.allow("c", "presence", 100.0)  # a third author: "b" (least recent) is forgotten
+    assert len(quotas) == 2
+    assert _Quotas({}, 1).allow("x", "claim", 0.0)
+    with pytest.raises(ValueError):
+        _Quotas({"claim": (1.0, 0.5)}, 10)
+    # an honest node: a claim and a result per >= 1 s experiment, presence every 5 s, a discovery
+    # (sent twice) and an adoption every 30 s, for ten minutes, never runs out
+    honest = _Quotas(DEFAULT_QUOTAS, 10)
+    for second in range(600):
+        now = 1000.0 + second
+        assert honest.allow("n", "claim", now) and honest.allow("n", "result", now)
+        if second % 5 == 0:
+            assert honest.allow("n", "presence", now)
+        if second % 30 == 0:
+            assert honest.allow("n", "discovery", now) and honest.allow("n", "discovery", now + 2)
+            assert honest.allow("n", "adoption", now)
+
+
+def test_stale_timestamps_and_loose_versions_are_rejected_but_not_offenses():
+    async def scenario():
+        receiver, honest, hostile = Node(), Node(), RawPeer()
+        async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+            await start(nursery, receiver, honest)
+            await hostile.enter(stack)
+            await link(honest, receiver)
+            await hostile.link(receiver)
+            fields = claim(hostile.id).model_dump()
+            await hostile.publish(encode(claim(hostile.id, ts=0.0)))  # a claim dated 1970
+            await hostile.publish(encode(claim(hostile.id, ts=time.time() - 3700)))
+            await hostile.publish(msgpack.packb(dict(fields, v=True)))
+            await hostile.publish(msgpack.packb(dict(fields, v=1.0, description="float")))
+            await until(lambda: len(receiver.rejected) >= 4)
+            assert sorted(receiver.rejected) == sorted(
+                [("stale-timestamp", hostile.id)] * 2 + [("schema", hostile.id)] * 2)
+            await honest.net.publish(claim(honest.id))
+            assert (await receiver.next()).peer == honest.id  # nothing of hostile's came first
+            assert receiver.net.banned == set()
+            assert len(receiver.net._offenses[ID.from_base58(hostile.id)]) == 2  # the two schema ones
+            nursery.cancel_scope.cancel()
+
+    run(scenario)
+
+
+def test_a_burst_of_valid_messages_is_delivered_or_counted_never_dropped_silently():
+    """200 valid claims from 200 authors arrive at once. py-libp2p's own 32-slot subscription queue
+    would drop most of them silently; here a node with the default queue gets all 200 even when it
+    reads nothing meanwhile, and one with a small queue reading slowly counts each one it could not
+    take as "overload"."""
+    async def scenario():
+        roomy, cramped, sender = Node(), Node(queue_size=16), RawPeer()
+        authors = [create_new_key_pair() for _ in range(200)]
+        burst = [signed(k, encode(claim(peer_id_of(k), description=f"burst {i}"))) for i, k in enumerate(authors)]
+        async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+            await start(nursery, roomy, cramped)
+            await sender.enter(stack)
+            await sender.link(roomy)
+            await sender.link(cramped)
+            read: list = []
+
+            async def read_slowly():
+                async for item in cramped.net.messages:
+                    read.append(item)
+                    await trio.sleep(0.01)
+
+            nursery.start_soon(read_slowly)
+            await sender.send_raw(roomy, burst)
+            await sender.send_raw(cramped, burst)
+
+            def buffered(node):
+                return node.net.messages.statistics().current_buffer_used
+
+            await until(lambda: buffered(roomy) + roomy.net.rejections["overload"] >= 200, 8)
+            await until(lambda: len(read) + buffered(cramped) + cramped.net.rejections["overload"] >= 200, 8)
+            await trio.sleep(0.2)  # nothing more arrives
+            delivered = []
+            while True:
+                try:
+                    delivered.append(roomy.net.messages.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            assert len(delivered) == 200 and roomy.net.rejections["overload"] == 0
+            assert {d.message.description for d in delivered} == {f"burst {i}" for i in range(200)}
+            overload = cramped.net.rejections["overload"]
+            assert len(read) + buffered(cramped) + overload == 200
+            assert overload > 0 and len(read) >= 16
+            assert sum(1 for reason, _ in cramped.rejected if reason == "overload") == overload
+            assert roomy.rejected == [] and {r for r, _ in cramped.rejected} == {"overload"}
+            nursery.cancel_scope.cancel()
+
+    run(scenario)
+
+
+def test_presence_dial_addrs_keeps_only_the_authors_own_tcp_addresses():
+    me = "12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5"
+    other = "12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq"
+    good = [f"/ip4/10.0.0.5/tcp/4001/p2p/{me}", f"/ip6/::1/tcp/4001/p2p/{me}",
+            f"/dns4/node.example.org/tcp/4001/p2p/{me}", f"/dns/node.example.org/tcp/4002/p2p/{me}"]
+    bad = [
+        f"/ip4/10.0.0.9/tcp/4001/p2p/{other}",  # a third party's address
+        "/ip4/10.0.0.9/tcp/4001",  # no peer id
+        f"/ip4/10.0.0.9/udp/4001/p2p/{me}",  # not tcp
+        f"/ip4/10.0.0.9/tcp/4001/ws/p2p/{me}",  # not plain tcp
+        f"/ip4/10.0.0.9/tcp/4001/p2p/{other}/p2p-circuit/p2p/{me}",  # through a relay
+        f"/p2p/{me}",
+        f"/ip4/0.0.0.0/tcp/4001/p2p/{me}",  # unspecified
+        f"/ip4/224.0.0.1/tcp/4001/p2p/{me}",  # multicast
+        f"/ip4/10.0.0.9/tcp/0/p2p/{me}",
+        f"/ip4/999.0.0.1/tcp/4001/p2p/{me}",
+        "not a multiaddr", "", f"/ip4/10.0.0.9/tcp/4001/p2p/{me}x", None,
+    ]
+    assert presence_dial_addrs(me, bad) == []
+    assert presence_dial_addrs(me, bad + good) == good[:2]  # at most `limit` (2), in order
+    assert presence_dial_addrs(me, good, limit=10) == good
+    assert presence_dial_addrs(me, [good[0], good[0], *bad, good[2]]) == [good[0], good[2]]
+    assert presence_dial_addrs(me, good, limit=0) == []
+    assert presence_dial_addrs(other, good) == []
+    many = [f"/ip4/10.0.0.9/tcp/{port}/p2p/{me}" for port in range(1, 300)]
+    assert presence_dial_addrs(me, many) == many[:2]
+
+
 # ---- sync protocol -----------------------------------------------------------------------------
 
 
@@ -395,6 +604,89 @@ def test_sync_server_survives_hostile_streams():
                     assert await silent.read(10) == b""
                 except BaseLibp2pError:
                     pass
+            nursery.cancel_scope.cancel()
+
+    run(scenario)
+
+
+def test_one_peer_holding_idle_sync_streams_does_not_starve_another():
+    """A peer gets SYNC_MAX_PER_PEER streams answered at once (the rest are reset at once), and an
+    idle one is reset when no request came within 2 s, so 16 idle streams from one peer do not
+    stop another peer's best request."""
+    async def scenario():
+        server, client, hostile = Node(), Node(), RawPeer()
+        async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+            await start(nursery, server, client)
+            await hostile.enter(stack)
+            await hostile.host.connect(info_from_p2p_addr(multiaddr.Multiaddr(server.addr)))
+            await client.net.connect(server.addr)
+            peer = ID.from_base58(server.id)
+            opened_at = trio.current_time()
+            idle = []
+            for _ in range(16):
+                try:
+                    idle.append(await hostile.host.new_stream(peer, [SYNC_PROTOCOL]))
+                except BaseLibp2pError:  # reset so soon that even the protocol negotiation failed
+                    idle.append(None)
+            closed_at: dict[int, float] = {}
+
+            async def watch(i, stream):
+                try:
+                    if stream is not None:
+                        await stream.read(10)
+                except BaseLibp2pError:
+                    pass
+                closed_at[i] = trio.current_time() - opened_at
+
+            async with trio.open_nursery() as watchers:
+                for i, stream in enumerate(idle):
+                    watchers.start_soon(watch, i, stream)
+                await until(lambda: len(closed_at) >= 16 - SYNC_MAX_PER_PEER, 1.0)
+                assert len(closed_at) == 16 - SYNC_MAX_PER_PEER  # reset at once
+                assert server.net._sync_by_peer[ID.from_base58(hostile.id)] == SYNC_MAX_PER_PEER
+                t0 = trio.current_time()
+                best = await client.net.request_best(server.id)  # while hostile holds its two
+                assert best["cpu"].state == CHILD and trio.current_time() - t0 < 1.0
+                assert len(closed_at) == 16 - SYNC_MAX_PER_PEER
+                await until(lambda: len(closed_at) == 16, 4.0)
+            held = sorted(closed_at.values())[-SYNC_MAX_PER_PEER:]
+            assert all(1.5 < t < 3.5 for t in held), held  # the 2 s request deadline, not 5 s
+            assert server.net._sync_by_peer == {} and server.net._sync_active == 0
+            nursery.cancel_scope.cancel()
+
+    run(scenario)
+
+
+def test_request_state_any_does_not_wait_for_a_holder_that_never_answers():
+    async def scenario():
+        client = Node(sync_timeout=1.5)
+        sleepy, holder, empty, liar = (Node(provider_cls=SleepyProvider), Node(),
+                                       Node(provider_cls=EmptyProvider), Node(provider_cls=LyingProvider))
+        sleepy2 = Node(provider_cls=SleepyProvider)  # sleepy's server still holds its 2 streams later
+        async with trio.open_nursery() as nursery:
+            await start(nursery, client, sleepy, holder, empty, liar, sleepy2)
+            for node in (sleepy, holder, empty, liar, sleepy2):
+                await client.net.connect(node.addr)
+            t0 = trio.current_time()
+            got = await client.net.request_state_any([sleepy.id, holder.id], CHILD)
+            assert got == (CHILD_SRC, holder.id) and trio.current_time() - t0 < 1.0
+            # one at a time: the sleeper first costs its request's timeout, then the next is asked
+            t0 = trio.current_time()
+            got = await client.net.request_state_any([sleepy.id, empty.id, liar.id, holder.id], PARENT,
+                                                     fanout=1, timeout=5.0)
+            assert got == (PARENT_SRC, holder.id) and 1.4 < trio.current_time() - t0 < 3.0
+            assert client.rejected == [("state-mismatch", liar.id)]
+            # nobody has it: None, as soon as everyone has said so
+            t0 = trio.current_time()
+            assert await client.net.request_state_any([empty.id, holder.id], state_hash("nope")) is None
+            assert trio.current_time() - t0 < 1.0
+            # a holder that never answers costs at most `timeout`
+            t0 = trio.current_time()
+            assert await client.net.request_state_any([sleepy2.id], CHILD, timeout=0.5) is None
+            assert 0.4 < trio.current_time() - t0 < 1.0
+            assert await client.net.request_state_any([], CHILD) is None
+            mixed = [client.id, "not-a-peer", holder.id]  # ourselves and junk are skipped
+            assert await client.net.request_state_any(mixed, CHILD) == (CHILD_SRC, holder.id)
             nursery.cancel_scope.cancel()
 
     run(scenario)

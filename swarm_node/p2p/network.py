@@ -14,12 +14,18 @@ topic validators run before a message is delivered or forwarded; unsigned messag
 by pubsub before any validator sees them (a small Pubsub subclass reports them); validator
 failures feed the P4 score counter, but the mesh heartbeat never prunes low scorers, so repeat
 offenders are banned here: blacklisted in pubsub, dropped from the mesh and disconnected.
+py-libp2p hands validated messages to a 32-slot queue per topic and drops them silently when it is
+full; the Pubsub subclass hands them straight to us instead, and we count any we cannot queue as
+"overload". Per-author quotas drop floods as GossipSub's "ignore": not delivered, not forwarded,
+and not held against the forwarder (py-libp2p has no ignore result: the subclass adds it).
 """
 from __future__ import annotations
 
 import inspect
+import ipaddress
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
 import multiaddr
@@ -30,7 +36,7 @@ from libp2p.abc import INetStream
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
-from libp2p.exceptions import BaseLibp2pError
+from libp2p.exceptions import BaseLibp2pError, ValidationError
 from libp2p.io.exceptions import MessageTooLarge
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
@@ -77,12 +83,29 @@ GOSSIPSUB_PROTOCOLS = (TProtocol("/meshsub/1.1.0"),)
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 
 CONNECT_TIMEOUT_S = 10.0
-SYNC_TIMEOUT_S = 10.0  # a whole request/answer exchange, either side
-SYNC_MAX_CONCURRENT = 16  # answered streams at once; more are reset
+SYNC_TIMEOUT_S = 5.0  # a whole request/answer exchange, either side
+SYNC_REQUEST_TIMEOUT_S = 2.0  # an answerer waits this long for the request after a stream opens
+SYNC_MAX_CONCURRENT = 16  # answered streams at once, all peers together; more are reset at once
+SYNC_MAX_PER_PEER = 2  # answered streams at once from one peer; more are reset at once
+QUEUE_SIZE = 4096  # validated messages waiting for the node; past this they count as "overload"
+QUOTA_AUTHORS = 4096  # authors whose quota buckets are kept (least recently heard of forgotten first)
+# Per-author gossip quotas: message type -> (tokens per second, burst). An honest node sends a
+# presence every few seconds (default 5 s), one claim and one result per experiment (>= 1 s each,
+# burst for a restart that resends a batch), and discoveries and adoptions rarely (a keep, each sent
+# twice); the bursts leave room for catching up. A flood above these is dropped at the first honest
+# peer instead of reaching the whole swarm. Types not listed are not limited.
+DEFAULT_QUOTAS: Mapping[str, tuple[float, float]] = MappingProxyType({
+    "presence": (1.0, 5.0),
+    "claim": (1.0, 20.0),
+    "result": (1.0, 20.0),
+    "discovery": (0.1, 10.0),
+    "adoption": (0.1, 10.0),
+})
 OFFENSE_WINDOW_S = 600.0
 BAN_AFTER_OFFENSES = 5  # protocol violations by one peer within the window
 # Deterministic protocol violations: every honest node rejects these, so whoever sent one to us
-# is at fault. Clock skew (future-timestamp) and local policy (policy:*) are not offenses.
+# is at fault. Clock skew (future-timestamp, stale-timestamp), local policy (policy:*), quotas
+# (quota) and our own overload (overload) are not offenses.
 OFFENSES = frozenset(
     {
         "oversized", "undecodable", "schema", "metric-bounds", "author-mismatch",
@@ -128,15 +151,47 @@ class SyncError(Exception):
         self.peer = peer
 
 
+class _Ignored(Exception):
+    """Raised through push_msg for a message a validator asked to ignore."""
+
+
 class _ReportingPubsub(Pubsub):
-    """py-libp2p's Pubsub, telling us about messages it drops for a missing or bad signature."""
+    """py-libp2p's Pubsub, telling us about messages it drops for a missing or bad signature,
+    handing each validated message straight to `on_message` (py-libp2p's own per-topic queue
+    holds 32 and drops the rest silently), and able to ignore a message: a validator that adds the
+    message id to `ignore` before returning False gets it dropped without the P4 penalty for the
+    forwarder and without caching the failure (the same message may pass later)."""
 
     def __init__(
-        self, *args: Any, on_bad_signature: Callable[[ID, rpc_pb2.Message, str], None], **kwargs: Any
+        self,
+        *args: Any,
+        on_bad_signature: Callable[[ID, rpc_pb2.Message, str], None],
+        on_message: Callable[[rpc_pb2.Message], None],
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._on_bad_signature = on_bad_signature
+        self._on_message = on_message
         self._reported: OrderedDict[bytes, None] = OrderedDict()
+        self.ignore: set[bytes] = set()
+
+    def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
+        if any(topic in self.topic_ids for topic in publish_message.topicIDs):
+            try:
+                self._on_message(publish_message)
+            except Exception:  # never let our bug stop pubsub's forwarding of the message
+                log.exception("network.deliver_failed")
+
+    async def validate_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        try:
+            await super().validate_msg(msg_forwarder, msg)
+        except ValidationError:
+            mid = self.get_message_id(msg)
+            if mid in self.ignore:
+                self.ignore.discard(mid)
+                self.validation_cache._remove(mid)
+                raise _Ignored() from None  # push_msg lets it through: no P4 counted
+            raise
 
     async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
         if (
@@ -161,7 +216,10 @@ class _ReportingPubsub(Pubsub):
                     _remember(self._reported, mid, None, 1024)
                     self._on_bad_signature(msg_forwarder, msg, reason)
                 return
-        await super().push_msg(msg_forwarder, msg)
+        try:
+            await super().push_msg(msg_forwarder, msg)
+        except _Ignored:
+            pass
 
 
 def _pubsub_message_id(msg: rpc_pb2.Message) -> bytes:
@@ -196,6 +254,81 @@ def _score_params() -> ScoreParams:
 MESH_DEGREE = (6, 4, 12)  # GossipSub D, D_lo, D_hi (PROTOCOL.md section 3)
 
 
+class _Quotas:
+    """Token buckets per (author, message type), for at most `max_authors` authors (LRU)."""
+
+    def __init__(self, table: Mapping[str, tuple[float, float]], max_authors: int) -> None:
+        for kind, (rate, burst) in table.items():
+            if not (rate >= 0 and burst >= 1):
+                raise ValueError(f"quota for {kind!r}: rate must be >= 0 and burst >= 1, got {rate}, {burst}")
+        self._table = {kind: (float(rate), float(burst)) for kind, (rate, burst) in table.items()}
+        self._max_authors = max(1, max_authors)
+        self._buckets: OrderedDict[str, dict[str, tuple[float, float]]] = OrderedDict()
+
+    def allow(self, author: str, kind: str, now: float) -> bool:
+        """Spend one token of the author's bucket for `kind`; False when it is empty."""
+        limit = self._table.get(kind)
+        if limit is None:
+            return True
+        rate, burst = limit
+        buckets = self._buckets.get(author)
+        if buckets is None:
+            buckets = self._buckets[author] = {}
+            while len(self._buckets) > self._max_authors:
+                self._buckets.popitem(last=False)  # forgotten: it starts again with a full bucket
+        else:
+            self._buckets.move_to_end(author)
+        tokens, last = buckets.get(kind, (burst, now))
+        tokens = min(burst, tokens + max(0.0, now - last) * rate)
+        allowed = tokens >= 1.0
+        buckets[kind] = (tokens - 1.0 if allowed else tokens, now)
+        return allowed
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+_DIAL_HOST_PROTOCOLS = frozenset({"ip4", "ip6", "dns", "dns4", "dns6"})
+
+
+def presence_dial_addrs(author: str, addrs: list[str], limit: int = 2) -> list[str]:
+    """The addresses of a Presence worth dialing: at most `limit`, each a multiaddr of exactly
+    /<ip4|ip6|dns|dns4|dns6>/<host>/tcp/<port>/p2p/<author>, i.e. the author's own address (a
+    relayed Presence must not make us dial third parties), not an unspecified or multicast IP,
+    nor port 0. Canonical text, in the given order, without duplicates."""
+    chosen: list[str] = []
+    if limit <= 0 or not author:
+        return chosen
+    for text in addrs:
+        if len(chosen) >= limit:
+            break
+        if not isinstance(text, str) or len(text) > 256:
+            continue
+        try:
+            address = multiaddr.Multiaddr(text)
+            parts = [(protocol.name, value) for protocol, value in address.items()]
+        except Exception:
+            continue
+        if len(parts) != 3:
+            continue
+        (host_kind, host), (transport, port), (p2p, peer) = parts
+        if host_kind not in _DIAL_HOST_PROTOCOLS or transport != "tcp" or p2p != "p2p" or peer != author:
+            continue
+        try:
+            if not 0 < int(port) < 65536:
+                continue
+            if host_kind in ("ip4", "ip6"):
+                ip = ipaddress.ip_address(host)
+                if ip.is_unspecified or ip.is_multicast:
+                    continue
+        except ValueError:
+            continue
+        canonical = str(address)
+        if canonical not in chosen:
+            chosen.append(canonical)
+    return chosen
+
+
 class SwarmNetwork:
     def __init__(
         self,
@@ -209,9 +342,14 @@ class SwarmNetwork:
         heartbeat_interval: int = 1,
         ban_after: int = BAN_AFTER_OFFENSES,
         sync_timeout: float = SYNC_TIMEOUT_S,
-        queue_size: int = 256,
+        queue_size: int = QUEUE_SIZE,
         mesh_degree: tuple[int, int, int] = MESH_DEGREE,
+        quotas: Mapping[str, tuple[float, float]] | None = DEFAULT_QUOTAS,
+        quota_authors: int = QUOTA_AUTHORS,
     ) -> None:
+        """`quotas`: message type -> (tokens per second, burst) per author (DEFAULT_QUOTAS); None
+        turns quotas off. `queue_size`: validated messages waiting in `messages`; when the node
+        reads too slowly for it, the excess is counted under rejections["overload"]."""
         self._key_pair = key_pair
         self._my_id = ID.from_pubkey(key_pair.public_key)
         self.peer_id: str = self._my_id.to_base58()
@@ -230,7 +368,10 @@ class SwarmNetwork:
         self._offenses: dict[ID, deque[float]] = defaultdict(deque)
         self._validated: OrderedDict[bytes, Message] = OrderedDict()  # validator -> reader hand-off
         self._delivered: OrderedDict[bytes, None] = OrderedDict()  # ids already handed to the node
-        self._sync_slots = trio.Semaphore(SYNC_MAX_CONCURRENT)
+        self._quotas = _Quotas(quotas or {}, quota_authors)
+        self._quota_reported: OrderedDict[bytes, None] = OrderedDict()  # ids counted under "quota"
+        self._sync_active = 0  # answered sync streams, all peers
+        self._sync_by_peer: dict[ID, int] = defaultdict(int)  # answered sync streams per peer
         self._host: Any = None
         self._pubsub: _ReportingPubsub | None = None
         self._gossipsub: GossipSub | None = None
@@ -281,6 +422,7 @@ class SwarmNetwork:
             strict_signing=True,
             msg_id_constructor=_pubsub_message_id,
             on_bad_signature=self._on_bad_signature,
+            on_message=self._take_in,
         )
         try:
             async with host.run(self._listen):
@@ -389,33 +531,50 @@ class SwarmNetwork:
 
     async def _subscribe(self, topic: str) -> None:
         self._pubsub.set_topic_validator(topic, self._validator_for(topic), False)
-        subscription = await self._pubsub.subscribe(topic)
-        self._nursery.start_soon(self._deliver, topic, subscription)
+        # the subscription's own queue stays empty: _ReportingPubsub hands messages to _take_in
+        await self._pubsub.subscribe(topic)
 
-    async def _deliver(self, topic: str, subscription: Any) -> None:
-        """Hand each valid message from another peer to the node, once per message id."""
-        my_id = self._my_id.to_bytes()
-        async for raw in subscription:
-            if raw.from_id == my_id:
-                continue  # pubsub hands us our own publishes too
-            mid = message_id(raw.data)
-            if mid in self._delivered:
-                continue  # the same message on a second topic, or replayed after seen-cache expiry
-            _remember(self._delivered, mid, None, 4096)
-            msg = self._validated.pop(mid, None)
-            if msg is None:  # evicted from the hand-off cache: it did pass validation
-                msg = decode(raw.data, now=float("inf"))
-            await self._send.send(Received(msg, ID(raw.from_id).to_base58(), mid))
+    def _take_in(self, raw: rpc_pb2.Message) -> None:
+        """Queue a validated message from another peer for the node, once per message id; called
+        by pubsub right after validation. Never blocks: past `queue_size` waiting it counts the
+        message as "overload" (it was still forwarded) instead of dropping it silently."""
+        if raw.from_id == self._my_id.to_bytes():
+            return  # pubsub hands us our own publishes too
+        mid = message_id(raw.data)
+        if mid in self._delivered:
+            return  # the same message on a second topic, or replayed after seen-cache expiry
+        msg = self._validated.pop(mid, None)
+        if msg is None:  # evicted from the hand-off cache: it did pass validation
+            try:
+                msg = decode(raw.data, check_time=False)
+            except MessageRejected:
+                return
+        author = ID(raw.from_id)
+        try:
+            self._send.send_nowait(Received(msg, author.to_base58(), mid))
+        except trio.WouldBlock:
+            self._reject("overload", author, msg)  # not remembered: a later copy may still get in
+            return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return  # shutting down
+        _remember(self._delivered, mid, None, 4096)
 
     def _validator_for(self, topic: str) -> Callable[[ID, rpc_pb2.Message], bool]:
         def validate(forwarder: ID, raw: rpc_pb2.Message) -> bool:
             if forwarder == self._my_id and raw.from_id == self._my_id.to_bytes():
                 return True  # our own publish, built from a validated model
             reason, msg = self._check(topic, raw)
+            mid = message_id(raw.data)
+            if reason is None and not self._quotas.allow(msg.author, msg.type, trio.current_time()):
+                self._pubsub.ignore.add(mid)  # neither forwarded nor scored against the forwarder
+                if mid in self._quota_reported:
+                    return False  # another copy (gossip may bring it again): counted once
+                _remember(self._quota_reported, mid, None, 4096)
+                reason = "quota"
             if reason is not None:
                 self._reject(reason, forwarder, msg)
                 return False
-            _remember(self._validated, message_id(raw.data), msg, 1024)
+            _remember(self._validated, mid, msg, 1024)
             return True
 
         return validate
@@ -449,7 +608,9 @@ class SwarmNetwork:
     def _reject(self, reason: str, forwarder: ID, msg: Message | None) -> None:
         peer = forwarder.to_base58()
         self.rejections[reason] += 1
-        log.info("network.rejected", reason=reason, peer=peer, type=getattr(msg, "type", None))
+        (log.warning if reason == "overload" else log.info)(
+            "network.rejected", reason=reason, peer=peer, type=getattr(msg, "type", None)
+        )
         if reason in OFFENSES:
             self._count_offense(forwarder, reason)
         if self._on_reject is not None:
@@ -466,6 +627,11 @@ class SwarmNetwork:
             history.popleft()
         if len(history) >= self._ban_after and peer.to_base58() not in self.banned:
             self._ban(peer, reason)
+
+    def ban(self, peer_id: str, reason: str) -> None:
+        """Ban a peer for what the node found out itself (e.g. repeated false claims)."""
+        if peer_id not in self.banned and peer_id != self.peer_id:
+            self._ban(ID.from_base58(peer_id), reason)
 
     def _ban(self, peer: ID, reason: str) -> None:
         """Blacklist in pubsub (drops its messages and stream), leave the mesh, hang up."""
@@ -503,13 +669,50 @@ class SwarmNetwork:
             raise self._bad_answer(peer_id, "state-mismatch", f"source does not hash to {state[:12]}")
         return answer.source
 
+    async def request_state_any(
+        self, peers: list[str], state: str, *, fanout: int = 3, timeout: float = SYNC_TIMEOUT_S
+    ) -> tuple[str, str] | None:
+        """train.py of `state` from whichever of `peers` answers with it first: (source, peer).
+
+        Asks up to `fanout` peers at once, in the order given; when one fails or lacks the state
+        the next in line is asked. The first answer whose source hashes to `state` wins and the
+        other requests are cancelled (their streams reset). None when nobody had it within
+        `timeout` seconds (a peer that never answers costs at most that). Failures are logged,
+        and a lying peer counted as an offense, as request_state does; none is raised.
+        """
+        self._require_running()
+        waiting = deque(p for p in dict.fromkeys(peers) if p != self.peer_id)
+        found: tuple[str, str] | None = None
+
+        async def ask_in_turn(cancel_scope: trio.CancelScope) -> None:
+            nonlocal found
+            while waiting and found is None:
+                peer = waiting.popleft()
+                try:
+                    source = await self.request_state(peer, state)
+                except SyncError as error:
+                    log.info("network.state_request_failed", peer=peer, state=state[:12], reason=error.reason)
+                    continue
+                if source is not None and found is None and state_hash(source) == state:
+                    found = (source, peer)
+                    cancel_scope.cancel()
+
+        with trio.move_on_after(timeout):
+            async with trio.open_nursery() as nursery:
+                for _ in range(min(max(fanout, 1), len(waiting))):
+                    nursery.start_soon(ask_in_turn, nursery.cancel_scope)
+        return found
+
     def _bad_answer(self, peer_id: str, reason: str, detail: str) -> SyncError:
         self._reject(reason, ID.from_base58(peer_id), None)
         return SyncError(reason, peer_id, detail)
 
     async def _ask(self, peer_id: str, request: Any) -> Any:
         self._require_running()
-        peer = ID.from_base58(peer_id)
+        try:
+            peer = ID.from_base58(peer_id)
+        except Exception:
+            raise SyncError("unreachable", peer_id, "not a peer id") from None
         stream: INetStream | None = None
         try:
             with trio.fail_after(self._sync_timeout):
@@ -517,6 +720,10 @@ class SwarmNetwork:
                 await stream.write(encode_varint_prefixed(encode_sync(request)))
                 data = await read_varint_prefixed_bytes_limited(stream, MAX_SYNC_RESPONSE_BYTES)
                 await stream.close()
+        except trio.Cancelled:  # e.g. request_state_any got its answer elsewhere
+            with trio.CancelScope(shield=True):
+                await _reset(stream)
+            raise
         except trio.TooSlowError:
             await _reset(stream)
             raise SyncError("timeout", peer_id) from None
@@ -535,15 +742,20 @@ class SwarmNetwork:
         return answer
 
     async def _serve_sync(self, stream: INetStream) -> None:
+        """Answer one request: at most SYNC_MAX_PER_PEER streams per peer and SYNC_MAX_CONCURRENT
+        in all at once (others are reset at once, so one peer cannot starve the rest), the request
+        within SYNC_REQUEST_TIMEOUT_S of the stream opening, all of it within sync_timeout."""
         peer = stream.muxed_conn.peer_id
         if peer.to_base58() in self.banned:
             await _reset(stream)
             return
-        try:
-            self._sync_slots.acquire_nowait()
-        except trio.WouldBlock:
+        if self._sync_by_peer.get(peer, 0) >= SYNC_MAX_PER_PEER or self._sync_active >= SYNC_MAX_CONCURRENT:
+            log.info("network.sync_busy", peer=peer.to_base58(), from_peer=self._sync_by_peer.get(peer, 0),
+                     all=self._sync_active)
             await _reset(stream)
             return
+        self._sync_by_peer[peer] += 1
+        self._sync_active += 1
         try:
             with trio.move_on_after(self._sync_timeout) as scope:
                 await self._answer(stream, peer)
@@ -554,11 +766,19 @@ class SwarmNetwork:
             log.info("network.sync_stream_failed", peer=peer.to_base58(), error=repr(error))
             await _reset(stream)
         finally:
-            self._sync_slots.release()
+            self._sync_active -= 1
+            self._sync_by_peer[peer] -= 1
+            if self._sync_by_peer[peer] <= 0:
+                del self._sync_by_peer[peer]
 
     async def _answer(self, stream: INetStream, peer: ID) -> None:
         try:
-            data = await read_varint_prefixed_bytes_limited(stream, MAX_SYNC_REQUEST_BYTES)
+            with trio.move_on_after(min(SYNC_REQUEST_TIMEOUT_S, self._sync_timeout)) as waiting:
+                data = await read_varint_prefixed_bytes_limited(stream, MAX_SYNC_REQUEST_BYTES)
+            if waiting.cancelled_caught:
+                log.info("network.sync_request_timeout", peer=peer.to_base58())
+                await _reset(stream)
+                return
             request = decode_sync_request(data)
         except MessageTooLarge:
             self._reject("oversized", peer, None)
