@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import os
 import signal
+import socket
 import sys
 import webbrowser
 from functools import partial
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import trio
 
-from .app import STATIC, create_app
+from .app import STATIC, WILDCARD_HOSTS, create_app
 from .server import serve
 from .sources import FileSource
 
@@ -36,7 +37,13 @@ def add_dashboard_parser(subparsers) -> argparse.ArgumentParser:
     source.add_argument("--replay", metavar="DIR", help="play the events.jsonl of a replay in DIR "
                         "(or that file itself), with a time scrubber and play speed")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
-                   "0.0.0.0 exposes the dashboard to your network)")
+                   "0.0.0.0 exposes the dashboard to your network). Against DNS rebinding the dashboard "
+                   "answers only requests addressed to localhost, 127.0.0.1, [::1] or this address; "
+                   "with 0.0.0.0 or :: it answers requests addressed to any IP address or to this "
+                   "machine's host name (NAME or NAME.local). Others get 400")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests addressed to NAME (a host name the dashboard is reached "
+                        "by, e.g. through a reverse proxy); repeatable; '*' turns the check off")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     p.add_argument("--open", action="store_true", help="open the dashboard in a web browser")
     p.set_defaults(func=cmd_dashboard)
@@ -60,17 +67,27 @@ def cmd_dashboard(args) -> int:
         print(f"error: no {EVENTS_FILE} at {source.path}", file=sys.stderr)
         return 2
 
+    try:
+        app = create_app(source, allowed_hosts=[args.host, *getattr(args, "allow_host", [])])
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     failed: list[OSError] = []
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             try:
-                url = await nursery.start(partial(serve, create_app(source), host=args.host, port=args.port))
+                url = await nursery.start(partial(serve, app, host=args.host, port=args.port))
             except OSError as exc:  # the port is taken, or the host is not ours
                 failed.append(exc)
                 return
             nursery.start_soon(stop_on_signal, nursery.cancel_scope)
             print(f"dashboard: {url}/  ({source.mode}: {source.path}; Ctrl-C to stop)", flush=True)
+            if "*" in getattr(args, "allow_host", []):
+                print("dashboard: any Host header is answered: DNS-rebinding protection is off", flush=True)
+            elif args.host.strip("[]") in WILDCARD_HOSTS:
+                print(f"dashboard: reachable from your network by IP address or as {socket.gethostname()}; "
+                      f"other host names get 400 (add them with --allow-host)", flush=True)
             if args.open:
                 await trio.to_thread.run_sync(webbrowser.open, url + "/")
 

@@ -44,7 +44,7 @@
   }
 
   const app = {
-    mode: "live", title: "", events: [], cursor: 0, model: new Swarm(), vt: 0, lastT: 0,
+    mode: "live", title: "", events: [], first: 0, cursor: 0, model: new Swarm(), vt: 0, lastT: 0,
     playing: false, speed: 100, follow: false, pinned: null, selectedPeer: null, jumped: false,
     dirty: {}, lastTables: 0, lastCharts: 0, lastHeader: 0,
   };
@@ -91,16 +91,16 @@
   // --- loading -----------------------------------------------------------------------------
 
   function addEvent(index, event) {
-    if (index < app.events.length) return; // seen already (a reconnect resumed a bit early)
+    if (index < app.first + app.events.length) return; // seen already (a reconnect resumed a bit early)
     app.events.push(event);
     if (typeof event.t === "number" && event.t > app.lastT) app.lastT = event.t;
     stats.eventsLoaded = app.events.length;
   }
 
   function connectStream() {
-    const stream = new EventSource(`api/stream?since=${app.events.length}`);
+    const stream = new EventSource(`api/stream?since=${app.first + app.events.length}`);
     stream.onmessage = (message) => {
-      const index = message.lastEventId === "" ? app.events.length : Number(message.lastEventId);
+      const index = message.lastEventId === "" ? app.first + app.events.length : Number(message.lastEventId);
       addEvent(index, JSON.parse(message.data));
     };
     stream.addEventListener("reset", () => location.reload());
@@ -129,8 +129,10 @@
     app.mode = meta.mode;
     app.title = meta.title;
     app.follow = Boolean(meta.follow);
-    const events = await (await fetch("api/events?since=0")).json();
-    events.forEach((e, i) => addEvent(i, e));
+    const response = await fetch("api/events?since=0");
+    app.first = Number(response.headers.get("X-First-Index")) || 0; // older events were dropped by the server
+    const events = await response.json();
+    events.forEach((e, i) => addEvent(app.first + i, e));
     connectStream();
   }
 
