@@ -90,7 +90,10 @@ def parser() -> argparse.ArgumentParser:
                    help="adopt peers' discoveries without re-measuring them (default: re-measure)")
     p.add_argument("--dashboard", nargs="?", const=8765, type=int, metavar="PORT",
                    help="serve the gossip dashboard from this node (default port 8765)")
-    p.add_argument("--dashboard-host", default="127.0.0.1", help="dashboard address (default 127.0.0.1)")
+    p.add_argument("--dashboard-host", default="127.0.0.1",
+                   help="dashboard address (default 127.0.0.1). The page answers only requests addressed to "
+                        "localhost, a loopback or IP address, or this host, so a web page cannot read it "
+                        "through DNS rebinding")
     p.add_argument("--presence-interval", type=float, default=5.0, metavar="S", help="heartbeat period")
     _common(p)
     _research_args(p)
@@ -212,6 +215,7 @@ def cmd_run(args) -> int:
 def cmd_join(args) -> int:
     from .node import Node, NodeOptions
     from .progress import Progress
+    from .research.loop import BaselineFailed
     from .research.session import build
 
     progress = Progress(args.max_experiments)
@@ -225,18 +229,27 @@ def cmd_join(args) -> int:
     log.info("joining the swarm", peer=node.peer_id, tier=research.tier.name, role=research.tier.role,
              budget=research.bench["budget"], home=str(research.home.root))
 
+    failed: list[BaselineFailed] = []
+
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_sigterm, nursery.cancel_scope)
             nursery.start_soon(progress.tick)
             try:
                 await node.run()
+            except BaselineFailed as exc:  # nothing to compare against: stop the whole node
+                failed.append(exc)
+                nursery.cancel_scope.cancel()
             finally:
                 research.ledger.recover_interrupted()
                 node.events.close()
 
     _run_until_interrupted(main)
     progress.clear()
+    if failed:
+        print(f"error: {failed[0]}\nThe target's train.py must run on this machine before the node can research; "
+              f"check it with `swarm-node run --solo --max-experiments 0` and the output above.", file=sys.stderr)
+        return 2
     print("stopped: any experiment in flight was recorded as interrupted", file=sys.stderr)
     return 0
 

@@ -53,9 +53,9 @@ CREATE TABLE IF NOT EXISTS adoptions (           -- this node's and its peers' a
     peer TEXT NOT NULL, discovery_state TEXT NOT NULL, state TEXT NOT NULL, val_bpb REAL,
     verified INTEGER NOT NULL, ts REAL NOT NULL, received_at REAL NOT NULL, from_peer TEXT NOT NULL,
     PRIMARY KEY (peer, discovery_state));
-CREATE TABLE IF NOT EXISTS best (                -- the monotone register: best state per tier
-    tier TEXT PRIMARY KEY, bench TEXT NOT NULL, state TEXT NOT NULL, val_bpb REAL NOT NULL,
-    test_bpb REAL, author TEXT NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS best (                -- the monotone register: best state per benchmark key,
+    bench TEXT PRIMARY KEY, tier TEXT NOT NULL,  -- only what this node measured or verified itself
+    state TEXT NOT NULL, val_bpb REAL NOT NULL, test_bpb REAL, author TEXT NOT NULL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS foreign_states (      -- states peers claimed or measured: not measured again
     state TEXT NOT NULL, bench TEXT NOT NULL, author TEXT NOT NULL, kind TEXT NOT NULL,
     status TEXT, val_bpb REAL, ts REAL NOT NULL, PRIMARY KEY (state, bench, author, kind));
@@ -193,20 +193,23 @@ class Ledger:
 
     # --- the swarm -----------------------------------------------------------------------------
 
-    def offer_best(self, tier: str, bench: str, state: str, val_bpb: float, test_bpb: float | None,
+    def offer_best(self, bench: str, tier: str, state: str, val_bpb: float, test_bpb: float | None,
                    author: str) -> bool:
-        """Join `state` into the per-tier register: a lower val_bpb wins, ties go to the smaller
-        state hash. Returns True when the register changed. Order of arrival never matters."""
+        """Join a state this node measured or verified into the register of its benchmark key: a
+        lower val_bpb wins, ties go to the smaller state hash. Returns True when the register
+        changed. Order of arrival never matters. Never offer a peer's unverified claim."""
         with self.transaction() as tx:
-            row = tx.execute("SELECT state, val_bpb FROM best WHERE tier = ?", (tier,)).fetchone()
+            row = tx.execute("SELECT state, val_bpb FROM best WHERE bench = ?", (bench,)).fetchone()
             if row and (row["val_bpb"], row["state"]) <= (val_bpb, state):
                 return False
-            tx.execute("INSERT OR REPLACE INTO best(tier, bench, state, val_bpb, test_bpb, author, updated_at)"
-                       " VALUES (?,?,?,?,?,?,?)", (tier, bench, state, val_bpb, test_bpb, author, time.time()))
+            tx.execute("INSERT OR REPLACE INTO best(bench, tier, state, val_bpb, test_bpb, author, updated_at)"
+                       " VALUES (?,?,?,?,?,?,?)", (bench, tier, state, val_bpb, test_bpb, author, time.time()))
             return True
 
-    def best(self) -> dict[str, sqlite3.Row]:
-        return {r["tier"]: r for r in self.query("SELECT * FROM best ORDER BY tier")}
+    def best(self, bench: str) -> sqlite3.Row | None:
+        """The register's entry for one benchmark key (JSON, as stored), or None."""
+        rows = self.query("SELECT * FROM best WHERE bench = ?", (bench,))
+        return rows[0] if rows else None
 
     def record_discovery(self, d, *, bench: str, received_from: str, message_id: str) -> bool:
         """Store a Discovery (own or a peer's) and this copy's receipt; True if it was new."""
@@ -284,6 +287,9 @@ def _upgrade(db: sqlite3.Connection) -> None:
     if keys == ["state"]:
         db.executescript("BEGIN; ALTER TABLE discoveries RENAME TO discoveries_v1;" + SCHEMA +
                          "INSERT INTO discoveries SELECT * FROM discoveries_v1; DROP TABLE discoveries_v1; COMMIT;")
+    keys = [r[1] for r in db.execute("PRAGMA table_info(best)") if r[5]]
+    if keys == ["tier"]:  # keyed by tier, and holding peers' unverified claims: start it over
+        db.executescript("DROP TABLE best;")
     columns = [r[1] for r in db.execute("PRAGMA table_info(receipts)")]
     if columns and "tier" not in columns:
         db.executescript("BEGIN; ALTER TABLE receipts ADD COLUMN tier TEXT NOT NULL DEFAULT '';"

@@ -1,13 +1,18 @@
 """One swarm node: a libp2p host, GossipSub, the research loop and the sync service in one trio
 nursery. Peers' discoveries in our benchmark that beat our head are merged, re-measured and
-adopted between our own experiments; other tiers' discoveries become transfer candidates.
+adopted between our own experiments; other tiers' discoveries become transfer candidates once a
+peer in good standing has verified them.
+
+Every peer is hostile until checked: each discovery is handled inside its own error boundary,
+verifications are rationed per author (standing.py), claims expire (research/claims.py), and the
+node's state is changed only on the trio thread (worker threads do SQLite and return values).
 """
 from __future__ import annotations
 
 import json
 import os
-import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import structlog
@@ -17,20 +22,27 @@ from . import __version__
 from .events import EventLog
 from .messages import Adoption, BenchKey, Best, Claim, Discovery, Presence, Result
 from .p2p.identity import load_or_create_identity
-from .p2p.network import ConnectError, SwarmNetwork, SyncError
+from .p2p.network import OFFENSES as NETWORK_OFFENSES
+from .p2p.network import DEFAULT_QUOTAS, ConnectError, SwarmNetwork, SyncError, presence_dial_addrs
 from .research.hparams import read_block
-from .research.loop import ExperimentRecord, Observer
-from .research.policy import check_change, check_value
+from .research.loop import ExperimentRecord, Observer, tier_baseline
+from .research.claims import ClaimBook
+from .research.policy import check_change, check_value, diff_reason
 from .research.proposers.base import TransferCandidate
 from .research.session import Research
 from .research.workspace import apply_diff, state_hash
+from .standing import Standing
 
 log = structlog.get_logger("swarm_node.node")
 
 WANTED_PEERS = 4  # a node with fewer connections dials peers it hears of (see _dial_heard_of)
-
-# A diff line the `hparams` policy can accept: `NAME = literal  # comment` (checked fully on adoption).
-_HPARAM_LINE = re.compile(r"""^[A-Z][A-Z0-9_]*\s*=\s*(-?[0-9][0-9eE.+\-_]*|True|False|"[^"\\]*"|'[^'\\]*')\s*(#.*)?$""")
+DIAL_EVERY_S = 60.0  # a peer heard of through Presence is dialled at most this often
+MAX_DIALS = 2  # dials of heard-of peers in flight at once
+PENDING_PER_AUTHOR = 2  # discoveries of one author waiting for adoption; more are dropped
+MAX_HEARD = 256  # other tiers' discoveries waiting for a trusted verification
+MAX_TRANSFERS = 16
+# What only a hostile peer sends: the network's protocol violations and discoveries that lie.
+OFFENSES = NETWORK_OFFENSES | {"false-claim", "bad-patch"}
 
 
 @dataclass
@@ -44,6 +56,8 @@ class NodeOptions:
     first_contact_wait: float = 10.0  # how long a node with --bootstrap waits for peers before researching
     dashboard_port: int | None = None
     dashboard_host: str = "127.0.0.1"
+    clock: object = time.monotonic  # seconds; what claims expire and verification budgets refill by (the replay's is virtual)
+    quotas: dict | None = field(default_factory=lambda: dict(DEFAULT_QUOTAS))  # per-author gossip quotas; None: off
 
 
 class Node:
@@ -61,13 +75,22 @@ class Node:
         self.bench_json = research.bench_json
         key = load_or_create_identity(research.home.identity_key)
         self.net = SwarmNetwork(key, topics=[_presence_topic(), self.bench.topic()], listen=listen or opts.listen,
-                                sync_provider=self, policy_check=self.policy_check, on_reject=self._rejected)
+                                sync_provider=self, policy_check=self.policy_check, on_reject=self._rejected,
+                                quotas=opts.quotas)
         self.peer_id = self.net.peer_id
         self.loop.author = self.peer_id
         self.shared_events = events is not None
         self.events = events or EventLog(research.home.root / "events.jsonl")
         self._seen_holding: set[tuple[str, str]] = set()  # (peer, discovery id) pairs already drawn
         self._dialing: set[str] = set()
+        self._dialed_at: OrderedDict[str, float] = OrderedDict()  # heard-of peer -> last dial (monotonic)
+        budgets = 4 * research.loop.settings.budget + 60  # "a few budgets", for claims and verifications
+        self.standing = Standing(refill_s=budgets, clock=opts.clock)
+        self.loop.claims = ClaimBook(ttl_s=budgets, clock=opts.clock)
+        self._heard: OrderedDict[str, Discovery] = OrderedDict()  # other tiers' discoveries, by state
+        # what every state this node runs derives from: the target's train.py at the tier's size
+        self.root_source = tier_baseline((research.target.dir / "train.py").read_text(), research.tier.baseline)
+        self._root_hparams = read_block(self.root_source)
         self.name: str | None = None  # a readable name for events (the replay's agent names)
         self.inbox: list | None = None  # set by the replay: messages wait there for apply_inbox()
         self.handled = None  # optional hook(message_id_hex): the replay's gossip barrier counts deliveries
@@ -81,11 +104,12 @@ class Node:
     # --- what peers may ask us (sync protocol) --------------------------------------------------
 
     def best(self) -> dict[str, Best]:
-        out = {}
-        for tier, row in self.ledger.best().items():
-            out[tier] = Best(bench=BenchKey(**json.loads(row["bench"])), state=row["state"],
-                             val_bpb=row["val_bpb"], test_bpb=row["test_bpb"], author=row["author"])
-        return out
+        """Our benchmark's entry of the register (only what we measured or verified), by tier."""
+        row = self.ledger.best(self.bench_json)
+        if row is None:
+            return {}
+        return {self.bench.tier: Best(bench=self.bench, state=row["state"], val_bpb=row["val_bpb"],
+                                      test_bpb=row["test_bpb"], author=row["author"])}
 
     def state_source(self, state: str) -> str | None:
         return self.ledger.state_source(state)
@@ -93,41 +117,30 @@ class Node:
     # --- validation before forwarding -----------------------------------------------------------
 
     def policy_check(self, msg) -> str | None:
-        """Runs in the GossipSub validator: refuse diffs our policy would never run."""
+        """Runs in the GossipSub validator, on the event loop: pure CPU, no I/O. Refuses diffs our
+        policy would never run: every line the diff adds or keeps must be a line of the target's
+        train.py, or one of its hyperparameter lines with only the literal changed (in bounds).
+        The exact rule runs again on the patched text before anything is measured."""
         if not isinstance(msg, Discovery) or self.loop.settings.policy == "code":
             return None
-        in_hunk = False
-        for line in msg.diff.splitlines():
-            if line.startswith("@@"):
-                in_hunk = True
-                continue
-            if not in_hunk or not line.startswith(("+", "-")):
-                continue  # file headers before the first hunk, context lines
-            body = line[1:].strip()
-            if body and not _HPARAM_LINE.match(body):
-                return f"policy:code-outside-hparams ({body[:60]!r})"
-        base = self._baseline_hparams()
-        for name, value in msg.hparams.items():
-            if name in base:
-                why = check_value(name, value, base[name], self.loop.settings.space)
-                if why:
-                    return f"policy:{why}"
-        parent = self.ledger.state_source(msg.parent)
-        if parent is not None:  # we know the parent: check exactly what the diff makes
-            new = apply_diff(parent, msg.diff)
-            if new is None or state_hash(new) != msg.state:
-                return "policy:diff does not produce the claimed state"
-            why = check_change(parent, new, mode="hparams", space=self.loop.settings.space)
-            if why:
-                return f"policy:{why}"
-        return None
+        space = self.loop.settings.space
+        why = diff_reason(self.root_source, msg.diff, space)
+        if why is None:
+            for name, value in msg.hparams.items():
+                if name in self._root_hparams:
+                    why = check_value(name, value, self._root_hparams[name], space)
+                    if why:
+                        break
+        return f"policy:{why}" if why else None
 
-    def _baseline_hparams(self) -> dict:
-        if not hasattr(self, "_base_hparams"):
-            self._base_hparams = read_block((self.research.target.dir / "train.py").read_text())
-        return self._base_hparams
+    def admissible(self, source: str) -> str | None:
+        """None if this node's policy lets it run `source` (a peer's state), else why not."""
+        return check_change(self.root_source, source, mode=self.loop.settings.policy, space=self.loop.settings.space)
 
     def _rejected(self, reason: str, peer: str, msg) -> None:
+        """Called for every refused message or discovery, on the trio thread (SQLite: one quick insert)."""
+        if reason in OFFENSES:
+            self.standing.offense(peer)
         self.ledger.record_rejection(peer, reason)
         self.events.emit("reject", peer=self.peer_id, **{"from": peer}, reason=reason)
         log.warning("rejected a message", reason=reason, peer=peer[:16], type=getattr(msg, "type", None))
@@ -182,7 +195,8 @@ class Node:
         from .dashboard.server import serve
         from .dashboard.sources import LiveSource
         url = await nursery.start(lambda task_status: serve(
-            create_app(LiveSource(self.events)), host=self.opts.dashboard_host, port=self.opts.dashboard_port,
+            create_app(LiveSource(self.events), allowed_hosts=[self.opts.dashboard_host]),
+            host=self.opts.dashboard_host, port=self.opts.dashboard_port,
             task_status=task_status))
         print(f"dashboard: {url}", flush=True)
 
@@ -238,16 +252,13 @@ class Node:
                 self.inbox.append((msg, peer, message_id.hex()))
                 self.handled(message_id.hex())
                 continue
-            try:
-                await trio.to_thread.run_sync(self._handle, msg, peer, message_id.hex())
+            try:  # each message in its own error boundary: a bad one is logged, never fatal
+                facts = await trio.to_thread.run_sync(self._record, msg, peer, message_id.hex())
+                self._react(msg, peer, facts)
             except Exception:
                 log.exception("could not handle a message", type=msg.type, peer=peer[:16])
             if self.handled is not None:
                 self.handled(message_id.hex())
-            if isinstance(msg, Presence) and self.opts.bootstrap and peer not in self._dialing and \
-                    peer not in self.net.connected_peers() and len(self.net.connected_peers()) < WANTED_PEERS:
-                self._dialing.add(peer)
-                self.nursery.start_soon(self._dial_heard_of, peer, list(msg.addrs))
             if self.pending:
                 self.news.set()
 
@@ -256,58 +267,109 @@ class Node:
         items, self.inbox[:] = sorted(self.inbox, key=order), []
         for msg, peer, message_id in items:
             try:
-                self._handle(msg, peer, message_id)
+                self._react(msg, peer, self._record(msg, peer, message_id))
             except Exception:
                 log.exception("could not handle a message", type=msg.type, peer=peer[:16])
 
-    def _handle(self, msg, peer: str, message_id: str) -> None:
-        """Record one valid message (in a worker thread: SQLite). Idempotent: GossipSub may
-        deliver a message again, and the ledger's keys make a repeat change nothing."""
-        same_bench = getattr(msg, "bench", None) == self.bench
+    def _record(self, msg, peer: str, message_id: str):
+        """Write one valid message to the ledger (in a worker thread: SQLite) and return what the
+        node needs to react; changes nothing else. Idempotent: GossipSub may deliver a message
+        again, and the ledger's keys make a repeat change nothing."""
         if isinstance(msg, Presence):
-            if self.ledger.record_peer(msg) and not self.shared_events:
-                self.events.emit("join", peer=msg.author, tier=msg.bench.tier, role=msg.role)
-            if not self.shared_events:  # a peer whose register holds a discovery has received it
-                for best in msg.best.values():
-                    held = (msg.author, discovery_id(best.bench.tier, best.state))
-                    if held not in self._seen_holding and self.ledger.discovery(best.bench.tier, best.state):
-                        self._seen_holding.add(held)
-                        self.events.emit("receipt", id=held[1], peer=msg.author, via="presence")
-        elif isinstance(msg, Claim) and same_bench:
-            self.ledger.record_foreign_state(state=msg.state, bench=self.bench_json, author=msg.author, kind="claim")
-            self.loop.foreign_states.add(msg.state)
-        elif isinstance(msg, Result) and same_bench:
+            held = [discovery_id(b.bench.tier, b.state) for b in msg.best.values()
+                    if (msg.author, discovery_id(b.bench.tier, b.state)) not in self._seen_holding
+                    and self.ledger.discovery(b.bench.tier, b.state)]
+            return self.ledger.record_peer(msg), held
+        if isinstance(msg, Result) and msg.bench == self.bench:
             self.ledger.record_foreign_state(state=msg.state, bench=self.bench_json, author=msg.author,
                                              kind="result", status=msg.status, val_bpb=msg.val_bpb)
-            self.loop.foreign_states.add(msg.state)
         elif isinstance(msg, Discovery):
-            self._handle_discovery(msg, peer, message_id)
+            bench = json.dumps(msg.bench.model_dump(), sort_keys=True)
+            return self.ledger.record_discovery(msg, bench=bench, received_from=peer, message_id=message_id)
         elif isinstance(msg, Adoption):
-            if self.ledger.record_adoption(msg, received_from=peer) and not self.shared_events:
-                self.events.emit("adoption", id=discovery_id(msg.bench.tier, msg.discovery_state), peer=msg.author, state=msg.state,
-                                 val_bpb=msg.val_bpb, verified=msg.verified)
+            return self.ledger.record_adoption(msg, received_from=peer)
+        return None
 
-    def _handle_discovery(self, d: Discovery, peer: str, message_id: str) -> None:
-        bench = json.dumps(d.bench.model_dump(), sort_keys=True)
-        new = self.ledger.record_discovery(d, bench=bench, received_from=peer, message_id=message_id)
-        if not new:
-            return  # a re-delivery: recorded as a receipt, nothing else to do
+    def _react(self, msg, peer: str, facts) -> None:
+        """What a recorded message changes in the node: on the trio thread only."""
+        self.standing.heard(msg.author)
+        if isinstance(msg, Presence):
+            new, held = facts
+            if new and not self.shared_events:
+                self.events.emit("join", peer=msg.author, tier=msg.bench.tier, role=msg.role)
+            if not self.shared_events:  # a peer whose register holds a discovery has received it
+                for discovery in held:
+                    self._seen_holding.add((msg.author, discovery))
+                    self.events.emit("receipt", id=discovery, peer=msg.author, via="presence")
+            self._maybe_dial(msg)
+        elif isinstance(msg, Claim) and msg.bench == self.bench:
+            self.loop.claims.add(msg.author, msg.state)
+        elif isinstance(msg, Result) and msg.bench == self.bench:
+            self.loop.foreign_states.add(msg.state)
+        elif isinstance(msg, Discovery) and facts:
+            self._discovery_received(msg, peer)
+        elif isinstance(msg, Adoption) and facts:
+            if not self.shared_events:
+                self.events.emit("adoption", id=discovery_id(msg.bench.tier, msg.discovery_state), peer=msg.author,
+                                 state=msg.state, val_bpb=msg.val_bpb, verified=msg.verified)
+            self._maybe_transfer(msg)
+
+    def _discovery_received(self, d: Discovery, peer: str) -> None:
         if not self.shared_events:
-            self.events.emit("discovery", id=discovery_id(d.bench.tier, d.state), peer=d.author, tier=d.bench.tier, state=d.state,
-                             parent=d.parent, val_bpb=d.val_bpb, test_bpb=d.test_bpb, description=d.description,
-                             diff=d.diff)
+            self.events.emit("discovery", id=discovery_id(d.bench.tier, d.state), peer=d.author, tier=d.bench.tier,
+                             state=d.state, parent=d.parent, val_bpb=d.val_bpb, test_bpb=d.test_bpb,
+                             description=d.description, diff=d.diff)
         self.events.emit("receipt", id=discovery_id(d.bench.tier, d.state), peer=self.peer_id, **{"from": peer})
         log.info("discovery received", author=d.author[:16], tier=d.bench.tier, val_bpb=d.val_bpb,
                  description=d.description)
-        self.loop.foreign_states.add(d.state)
         if d.bench == self.bench:
+            self.loop.foreign_states.add(d.state)  # measured by a peer in our benchmark key
+            waiting = [s for s, p in self.pending.items() if p.author == d.author]
+            if len(waiting) >= PENDING_PER_AUTHOR:  # keep the author's best few; a flood buys nothing
+                worst = max(waiting, key=lambda s: self.pending[s].val_bpb)
+                if self.pending[worst].val_bpb <= d.val_bpb:
+                    log.info("dropped a discovery: its author has enough waiting", author=d.author[:16])
+                    return
+                del self.pending[worst]
             self.pending[d.state] = d  # adopted between experiments by the research task
         elif d.bench.target == self.bench.target and d.bench.corpus == self.bench.corpus:
-            self.ledger.offer_best(d.bench.tier, bench, d.state, d.val_bpb, d.test_bpb, d.author)
-            sized = set(self.research.tier.baseline)  # model size is the tier's business
-            changes = {k: v for k, v in d.hparams.items() if k not in sized}
-            if changes:
-                self.loop.transfers.append(TransferCandidate(d.description, changes, d.val_bpb, d.bench.tier, d.author))
+            self._heard[d.state] = d  # a transfer candidate once a peer in good standing verifies it
+            while len(self._heard) > MAX_HEARD:
+                self._heard.popitem(last=False)
+
+    def _maybe_transfer(self, a: Adoption) -> None:
+        """Another tier's discovery becomes a transfer candidate when a peer in good standing, not its
+        author, re-measured and adopted it: an unverified claim never chooses our experiments."""
+        d = self._heard.get(a.discovery_state)
+        if d is None or not a.verified or a.author == d.author or not self.standing.good(a.author):
+            return
+        del self._heard[a.discovery_state]
+        sized = set(self.research.tier.baseline)  # model size is the tier's business
+        changes = {k: v for k, v in d.hparams.items() if k not in sized}
+        if changes and len(self.loop.transfers) < MAX_TRANSFERS:
+            self.loop.transfers.append(TransferCandidate(d.description, changes, d.val_bpb, d.bench.tier, d.author))
+            log.info("transfer candidate from another tier", tier=d.bench.tier, author=d.author[:16],
+                     verified_by=a.author[:16], changes=changes)
+
+    def _maybe_dial(self, p: Presence) -> None:
+        """Peer exchange: dial the author of a Presence, by its own id, at a few of its addresses,
+        rarely, and only while we have few connections (never a third party's port)."""
+        connected = self.net.connected_peers()
+        if not self.opts.bootstrap or p.author in connected or len(connected) >= WANTED_PEERS \
+                or p.author in self._dialing or len(self._dialing) >= MAX_DIALS:
+            return
+        now = time.monotonic()
+        if now - self._dialed_at.get(p.author, -DIAL_EVERY_S) < DIAL_EVERY_S:
+            return
+        addrs = presence_dial_addrs(p.author, list(p.addrs))
+        if not addrs:
+            return
+        self._dialed_at[p.author] = now
+        self._dialed_at.move_to_end(p.author)
+        while len(self._dialed_at) > 1024:
+            self._dialed_at.popitem(last=False)
+        self._dialing.add(p.author)
+        self.nursery.start_soon(self._dial_heard_of, p.author, addrs)
 
     # --- research -------------------------------------------------------------------------------
 
@@ -326,9 +388,7 @@ class Node:
         start_src, note = await self._swarm_start()
         await self.loop.prepare(self.research.target.dir, self.research.tier.baseline,
                                 start_source=start_src, start_note=note)
-        head = self.loop.head
-        self.ledger.offer_best(self.bench.tier, self.bench_json, head.state, head.val_bpb, head.test_bpb,
-                               self.start_author or self.peer_id)
+        self._offer_head(self.start_author or self.peer_id)
         while self.opts.max_experiments is None or self.loop.finished < self.opts.max_experiments:
             await self._adopt_pending()
             record = await self.loop.step()
@@ -367,8 +427,7 @@ class Node:
         except SyncError as exc:
             log.warning("could not fetch the swarm's best", reason=str(exc))
             return None, None
-        base = (self.research.target.dir / "train.py").read_text()
-        why = source and check_change(base, source, mode=self.loop.settings.policy, space=self.loop.settings.space)
+        why = source and self.admissible(source)
         if not source or why:
             log.warning("the swarm's best is outside this node's policy; starting from the target", reason=why)
             return None, None
@@ -377,72 +436,108 @@ class Node:
         self.start_author = entry.author
         return source, f"start from the swarm's best by {entry.author[:16]}"
 
+    def _offer_head(self, author: str) -> None:
+        head = self.loop.head
+        self.ledger.offer_best(self.bench_json, self.bench.tier, head.state, head.val_bpb, head.test_bpb, author)
+
     async def _adopt_pending(self) -> None:
         while self.pending:
             state = min(self.pending, key=lambda s: self.pending[s].val_bpb)
             d = self.pending.pop(state)
-            if d.val_bpb >= self.loop.head.val_bpb:
-                continue
-            parent = self.ledger.state_source(d.parent)
-            if parent is None:
-                parent = await self._fetch_state(d.parent, prefer=d.author)
-            new = apply_diff(parent, d.diff) if parent is not None else None
-            if new is None or state_hash(new) != d.state:
-                self._rejected("state-mismatch" if parent else "parent-unavailable", d.author, d)
-                continue
-            self.ledger.add_state(d.state, new, d.parent, d.author)
-            record = await self.loop.adopt(parent_src=parent, new_src=new, claimed_val=d.val_bpb,
-                                           description=d.description, source=d.state, author=d.author,
-                                           verify=self.opts.verify)
-            if record is None:
-                continue
-            if record.status == "refused" and "claimed" in record.reason:
-                self.ledger.note_failed_verification(d.author)
-                self._rejected("false-claim", d.author, d)
-            if record.status == "adopted":
-                head = self.loop.head
-                self.ledger.offer_best(self.bench.tier, self.bench_json, head.state, head.val_bpb,
-                                       head.test_bpb, d.author)
-                adoption = Adoption(author=self.peer_id, ts=time.time(), bench=self.bench, discovery_state=d.state,
-                                    state=head.state, val_bpb=record.val_bpb if self.opts.verify else None,
-                                    verified=self.opts.verify)
-                self.ledger.record_adoption(adoption, received_from=self.peer_id)
-                self.events.emit("adoption", id=discovery_id(d.bench.tier, d.state), peer=self.peer_id, state=head.state,
-                                 val_bpb=adoption.val_bpb, verified=adoption.verified)
-                await self._publish(adoption)
+            try:  # each discovery in its own error boundary
+                await self._consider(d)
+            except Exception as exc:
+                log.exception("a discovery could not be handled", author=d.author[:16])
+                self._rejected(f"error:{type(exc).__name__}", d.author, d)
+
+    async def _consider(self, d: Discovery) -> None:
+        """Fetch, patch, check and (if it still beats our head) verify and adopt one discovery."""
+        if not self.loop.noise.improves(d.val_bpb, self.loop.head.val_bpb):
+            return  # not better than what we run: nothing to do
+        if not self.standing.may_verify(d.author):
+            self._rejected("budget:verify", d.author, d)  # its claims cost us training runs: rationed
+            return
+        parent = self.ledger.state_source(d.parent)
+        if parent is None:
+            parent = await self._fetch_state(d.parent, prefer=d.author)
+        if parent is None:
+            self._rejected("parent-unavailable", d.author, d)
+            return
+        patched = apply_diff(parent, d.diff)
+        if not patched.ok:
+            self._rejected("bad-patch", d.author, d)
+            log.warning("a discovery's diff does not apply", author=d.author[:16], reason=patched.error)
+            return
+        if state_hash(patched.source) != d.state:
+            self._rejected("state-mismatch", d.author, d)
+            return
+        why = self.admissible(patched.source)
+        if why:
+            self._rejected(f"policy:{why}", d.author, d)
+            return
+        record = await self.loop.adopt(parent_src=parent, new_src=patched.source, claimed_val=d.val_bpb,
+                                       description=d.description, source=d.state, author=d.author,
+                                       verify=self.opts.verify)
+        if record is None:
+            return
+        if record.status == "refused" and "claimed" in record.reason:
+            self.ledger.note_failed_verification(d.author)
+            self._rejected("false-claim", d.author, d)
+            if self.standing.verified(d.author, held=False):
+                log.warning("banning a peer for repeated false claims", peer=d.author[:16])
+                self.net.ban(d.author, "false-claim")
+        if record.status == "adopted":
+            if self.opts.verify:
+                self.standing.verified(d.author, held=True)
+            self._offer_head(d.author)
+            head = self.loop.head
+            adoption = Adoption(author=self.peer_id, ts=time.time(), bench=self.bench, discovery_state=d.state,
+                                state=head.state, val_bpb=record.val_bpb if self.opts.verify else None,
+                                verified=self.opts.verify)
+            self.ledger.record_adoption(adoption, received_from=self.peer_id)
+            self.events.emit("adoption", id=discovery_id(d.bench.tier, d.state), peer=self.peer_id, state=head.state,
+                             val_bpb=adoption.val_bpb, verified=adoption.verified)
+            await self._publish(adoption)
 
     async def _fetch_state(self, state: str, prefer: str) -> str | None:
-        peers = self.net.connected_peers()
-        for peer in sorted(peers, key=lambda p: p != prefer)[:8]:
-            try:
-                source = await self.net.request_state(peer, state)
-            except SyncError:
-                continue
-            if source is not None:
-                return source
-        return None
+        """A state's train.py from whichever of a few peers answers first (the author first)."""
+        peers = sorted(self.net.connected_peers(), key=lambda p: p != prefer)[:8]
+        found = await self.net.request_state_any(peers, state)
+        return found[0] if found else None
 
     # --- status for `swarm-node status` ---------------------------------------------------------
 
     def status(self) -> dict:
+        """What `swarm-node status` shows; on the trio thread (the ledger part: `_ledger_status`)."""
         head = self.loop.head
-        peers = {r["peer"]: r for r in self.ledger.peers()}
-        connected = self.net.connected_peers()
-        counters = self.ledger.counters()
         return {
             "peer_id": self.peer_id, "pid": os.getpid(), "updated_at": time.time(), "version": __version__,
             "listen_addrs": self.net.listen_addrs() if self.net.running else [],
             "tier": self.bench.tier, "role": self.research.tier.role, "bench": self.bench.model_dump(),
-            "connected_peers": [{"peer": p, "tier": peers[p]["tier"] if p in peers else None} for p in connected],
-            "known_peers": len(peers),
+            "connected": self.net.connected_peers(),
             "head": None if head is None else {"state": head.state, "val_bpb": head.val_bpb, "test_bpb": head.test_bpb},
-            "best": {t: {"state": r["state"], "val_bpb": r["val_bpb"], "test_bpb": r["test_bpb"], "author": r["author"]}
-                     for t, r in self.ledger.best().items()},
+            "pending_adoptions": len(self.pending), "live_claims": len(self.loop.claims),
+            "transfer_candidates": len(self.loop.transfers), "banned": sorted(self.net.banned),
+            "research": "finished" if self.research_done else "running",
+        }
+
+    def _ledger_status(self, status: dict) -> dict:
+        """`status` completed from the ledger (in a worker thread: SQLite)."""
+        peers = {r["peer"]: r for r in self.ledger.peers()}
+        counters = self.ledger.counters()
+        best = self.best()
+        status = dict(status)
+        status["connected_peers"] = [{"peer": p, "tier": peers[p]["tier"] if p in peers else None}
+                                     for p in status.pop("connected")]
+        status.update({
+            "known_peers": len(peers),
+            "best": {t: {"state": b.state, "val_bpb": b.val_bpb, "test_bpb": b.test_bpb, "author": b.author}
+                     for t, b in best.items()},
             "experiments": sum(counters.get(k, 0) for k in ("keep", "discard", "crash")),
             "keeps": counters.get("keep", 0), "adoptions": counters.get("adopted", 0),
             "refused": counters.get("refused", 0), "rejected": self.ledger.rejections_by_reason(),
-            "research": "finished" if self.research_done else "running",
-        }
+        })
+        return status
 
     async def _status_loop(self) -> None:
         path = self.research.home.status_file
@@ -454,7 +549,7 @@ class Node:
             for peer in linked - connected:
                 self.events.emit("unlink", a=self.peer_id, b=peer)
             linked = connected
-            data = await trio.to_thread.run_sync(self.status)
+            data = await trio.to_thread.run_sync(self._ledger_status, self.status())
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(data, indent=2))
             tmp.replace(path)
@@ -497,7 +592,7 @@ class _Publisher(Observer):
                       diff=record.diff, val_bpb=record.val_bpb, test_bpb=record.test_bpb, seeds=record.seeds,
                       noise=noise, description=record.description[:200], hparams=changed)
         n.ledger.record_discovery(d, bench=n.bench_json, received_from=n.peer_id, message_id="own:" + d.state)
-        n.ledger.offer_best(n.bench.tier, n.bench_json, d.state, d.val_bpb, d.test_bpb, n.peer_id)
+        n._offer_head(n.peer_id)
         n.events.emit("discovery", id=discovery_id(n.bench.tier, d.state), peer=n.peer_id, tier=n.bench.tier, state=d.state, parent=d.parent,
                       val_bpb=d.val_bpb, test_bpb=d.test_bpb, description=d.description, diff=d.diff)
         await n._publish(d)

@@ -379,8 +379,8 @@ def test_replays_are_handled_once(attack):
 
 def test_code_outside_the_block_is_rejected_by_the_validator_and_never_runs(attack):
     d = attack.code_diff
-    policy = [r for r in attack.rejections(attack.hostile) if r.startswith("policy:") and "PWNED-policy" in r]
-    assert len(policy) == 1 and "code-outside-hparams" in policy[0], policy
+    policy = {r: n for r, n in attack.rejections(attack.hostile).items() if r.startswith("policy:")}
+    assert sum(policy.values()) == 2 and all("needs --policy code" in r for r in policy), policy  # and the next
     assert attack.rows("SELECT * FROM discoveries WHERE state = ?", (d.state,)) == []
     assert attack.rows("SELECT * FROM states WHERE hash = ?", (d.state,)) == []
     # a training run (the false claim's verification) happened after the diff arrived
@@ -395,8 +395,8 @@ def test_a_disguised_code_diff_is_rejected_by_the_validator_without_its_parent(a
     validator reads hunks by their '@@' headers and rejects it before forwarding, without
     needing the parent."""
     d = attack.sneaky_diff
-    policy = [r for r in attack.rejections(attack.hostile) if r.startswith("policy:") and "PWNED-sneaky" in r]
-    assert len(policy) == 1 and "code-outside-hparams" in policy[0], policy
+    policy = {r: n for r, n in attack.rejections(attack.hostile).items() if r.startswith("policy:")}
+    assert sum(policy.values()) == 2 and all("needs --policy code" in r for r in policy), policy
     assert attack.rows("SELECT * FROM discoveries WHERE state = ?", (d.state,)) == []
     assert attack.rows("SELECT * FROM experiments WHERE source = ?", (d.state,)) == []
     assert not attack.markers[1].exists()

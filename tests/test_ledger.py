@@ -46,3 +46,31 @@ def test_earlier_ledger_is_upgraded_without_losing_rows(tmp_path):
                                    received_from="b", message_id="m2")
     ledger.close()
     assert Ledger(path).discovery("cpu", "s1") is not None  # a second open finds nothing to upgrade
+
+
+def test_the_best_register_is_keyed_by_the_full_benchmark_key(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    mine, other_budget = '{"budget": 60, "tier": "cpu"}', '{"budget": 5, "tier": "cpu"}'
+    assert ledger.offer_best(mine, "cpu", "b" * 64, 2.5, 2.6, "me")
+    assert ledger.offer_best(other_budget, "cpu", "a" * 64, 0.0001, None, "someone")  # same tier, other key
+    assert ledger.best(mine)["val_bpb"] == 2.5 and ledger.best(mine)["state"] == "b" * 64
+    assert not ledger.offer_best(mine, "cpu", "c" * 64, 2.7, None, "me")  # worse: the register stays
+    assert ledger.offer_best(mine, "cpu", "a" * 64, 2.5, None, "me")  # a tie goes to the smaller hash
+    assert ledger.best(mine)["state"] == "a" * 64
+    assert ledger.best('{"tier": "gpu-large"}') is None
+
+
+def test_a_register_keyed_by_tier_is_dropped_on_upgrade(tmp_path):
+    """Earlier versions keyed it by tier and put peers' unverified claims in it: start it over (the
+    node offers its own measured head again at start)."""
+    path = tmp_path / "ledger.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE best (tier TEXT PRIMARY KEY, bench TEXT NOT NULL, state TEXT NOT NULL, val_bpb REAL NOT NULL,
+                           test_bpb REAL, author TEXT NOT NULL, updated_at REAL NOT NULL);
+        INSERT INTO best VALUES ('gpu-large', '{}', 's', 0.0001, NULL, 'liar', 1);
+    """)
+    old.close()
+    ledger = Ledger(path)
+    assert ledger.best("{}") is None
+    assert ledger.offer_best("{}", "cpu", "s" * 64, 2.0, None, "me")

@@ -93,7 +93,7 @@ def test_a_proposal_that_breaks_the_policy_is_refused_and_never_run(tmp_path):
     assert record.status in ("keep", "discard")  # the next proposer's experiment ran instead
     refused = ledger_rows(tmp_path / "home", "SELECT * FROM experiments WHERE status = 'refused'")
     assert len(refused) >= 1
-    assert "outside the hyperparameter block" in refused[0]["reason"]
+    assert "needs --policy code" in refused[0]["reason"]
     runs = ledger_rows(tmp_path / "home", "SELECT * FROM runs WHERE experiment_id = ?", (refused[0]["id"],))
     assert runs == []
     assert "shutil" not in Workspace(tmp_path / "home" / "workspace").read_train()
@@ -115,3 +115,31 @@ def test_report_draws_progress_png_and_a_summary(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     md = (home / "report.md").read_text()
     assert "| keep |" in md and "test_bpb" in md and "Baseline: val_bpb" in md
+
+
+def test_claims_and_results_on_every_reachable_state_never_leave_the_loop_idle(tmp_path):
+    """A peer that claims (or reports) everything the proposers could try buys nothing: the loop
+    proposes as if it had not heard them rather than wait."""
+    from swarm_node.assets import load_config
+    from swarm_node.research.hparams import read_block, write_block
+    from swarm_node.research.proposers.heuristic import grid_by_distance
+    from swarm_node.research.workspace import state_hash
+
+    research = build(Options(home=str(tmp_path / "home"), target=str(TOY_TARGET), tier="cpu", budget=1))
+    loop = research.loop
+    loop.proposers = [p for p in loop.proposers if p.name == "heuristic"]  # it can reach only these states
+    space = load_config("search_space")
+
+    async def main():
+        await loop.prepare(research.target.dir)
+        head = loop.workspace.read_train()
+        reachable = {state_hash(write_block(head, {name: value}))
+                     for name, current in read_block(head).items() if name in space
+                     for value in grid_by_distance(name, current, space)}
+        for i, state in enumerate(sorted(reachable)):
+            loop.claims.add(f"squatter-{i % 50}", state)
+        loop.foreign_states |= reachable
+        return await loop.step()
+
+    record = trio.run(main)
+    assert record is not None and record.status in ("keep", "discard", "crash")

@@ -72,7 +72,10 @@ def _build_agent(spec: AgentSpec, out: Path, table: dict, oracle: TableOracle, c
     # every 5 real minutes, not every 5 s as in a real swarm, which would eat most of the core.
     # Discoveries are sent once: the clock's barrier already waits for every copy to arrive, and a
     # second copy 2 real seconds later would land in whichever window it happened to reach.
-    node = Node(research, NodeOptions(max_experiments=None, presence_interval=300.0, republish_discoveries=False),
+    # No gossip quotas: the clock's barrier paces the agents, and a quota met in a burst of real
+    # time would make the night's decisions depend on how fast this machine is.
+    node = Node(research, NodeOptions(max_experiments=None, presence_interval=300.0, republish_discoveries=False,
+                                      clock=clock.event_time, quotas=None),
                 events=events,
                 listen=["/ip4/127.0.0.1/tcp/0"])
     node.name = spec.name

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import structlog
 import trio
 
+from .claims import ClaimBook
 from .hparams import read_block
 from .noise import NoiseModel, estimate_sigma
 from .policy import check_change
@@ -22,6 +23,14 @@ from .workspace import Workspace, make_diff, merge3, state_hash
 log = structlog.get_logger("swarm_node.loop")
 
 MAX_PROPOSAL_TRIES = 8
+
+
+def tier_baseline(target_train: str, overrides: dict | None) -> str:
+    """The target's train.py with the tier's model size, for the names this target has: where a
+    node of that tier starts, and what its policy compares every state with."""
+    from .hparams import write_block
+    block = read_block(target_train)
+    return write_block(target_train, {k: v for k, v in (overrides or {}).items() if k in block})
 
 
 class BaselineFailed(RuntimeError):
@@ -96,7 +105,8 @@ class ResearchLoop:
         self.head: Head | None = None
         self.noise: NoiseModel | None = None
         self.transfers: list[TransferCandidate] = []
-        self.foreign_states: set[str] = set()  # measured or claimed by peers
+        self.foreign_states: set[str] = set()  # measured by peers in this benchmark key
+        self.claims = ClaimBook(ttl_s=4 * settings.budget + 60)  # what peers are measuring now (a node sets its clock)
         self.finished = 0  # own experiments run by this process (not the baseline, not adoptions)
 
     # --- start-up -------------------------------------------------------------------------------
@@ -110,12 +120,10 @@ class ResearchLoop:
         if interrupted:
             log.warning("resumed after an interrupted experiment", interrupted=interrupted)
         if not self.workspace.exists():
-            from .hparams import write_block
-            source = start_source or (target_dir / "train.py").read_text()
-            if baseline_overrides and start_source is None:  # the tier's model size, for the names this target has
-                block = read_block(source)
-                source = write_block(source, {k: v for k, v in baseline_overrides.items() if k in block})
+            source = start_source or tier_baseline((target_dir / "train.py").read_text(), baseline_overrides)
             await trio.to_thread.run_sync(self.workspace.create, target_dir, source)
+        elif start_source is not None:
+            start_source = None  # resuming: the workspace is what we started from
         saved = self.ledger.get_meta("head")
         noise = self.ledger.get_meta("noise")
         if saved and noise:
@@ -125,8 +133,16 @@ class ResearchLoop:
                 self.noise = NoiseModel(self.settings.sigma, self.settings.min_delta, self.settings.z)
             await trio.to_thread.run_sync(self.workspace.reset_to, self.head.commit)
             log.info("resuming from head", state=self.head.state[:12], val_bpb=self.head.val_bpb)
-        else:
+        elif start_source is None:
             await self._measure_baseline(start_note or "baseline")
+        else:
+            try:
+                await self._measure_baseline(start_note or "baseline")
+            except BaselineFailed as exc:  # the swarm's best does not run here: start from the target
+                log.warning("the swarm's best failed its baseline here; starting from the target's train.py",
+                            reason=str(exc).splitlines()[0])
+                await trio.to_thread.run_sync(self.workspace.remove)
+                await self.prepare(target_dir, baseline_overrides)
 
     async def _measure_baseline(self, description: str) -> None:
         source = self.workspace.read_train()
@@ -158,8 +174,14 @@ class ResearchLoop:
 
     # --- one experiment -------------------------------------------------------------------------
 
-    def known_states(self) -> set[str]:
-        return self.ledger.measured_states() | self.foreign_states | {self.head.state}
+    def known_states(self, *, respect_claims: bool = True, respect_peers: bool = True) -> set[str]:
+        """States not to measure now: ours, peers' results and, while they last, peers' claims."""
+        known = self.ledger.measured_states() | {self.head.state}
+        if respect_peers:
+            known |= self.foreign_states
+        if respect_claims:
+            known |= self.claims.live()
+        return known
 
     def history(self, limit: int = 200) -> list[PastExperiment]:
         past = []
@@ -175,16 +197,25 @@ class ResearchLoop:
                                        val_bpb=row["val_bpb"], status=row["status"], author=self.author))
         return past
 
-    def _context(self) -> ProposalContext:
+    def _context(self, **respect) -> ProposalContext:
         source = self.workspace.read_train()
         return ProposalContext(head_source=source, head_hparams=read_block(source),
                                head_val_bpb=self.head.val_bpb, role=self.settings.role, tier=self.settings.tier,
                                search_space=self.settings.space, history=self.history(),
                                program=self.settings.program, transfers=list(self.transfers),
-                               known_states=self.known_states(), rng=self.rng)
+                               known_states=self.known_states(**respect), rng=self.rng)
 
     async def _propose(self, skip: set[str]) -> tuple[Proposal, str] | None:
-        ctx = await trio.to_thread.run_sync(self._context)
+        """The first proposal of the first proposer that has one. Peers' claims and results never
+        leave the node idle: when they cover everything, it proposes as if it had not heard them."""
+        for respect in ({}, {"respect_claims": False}, {"respect_claims": False, "respect_peers": False}):
+            picked = await self._propose_with(skip, respect)
+            if picked is not None:
+                return picked
+        return None
+
+    async def _propose_with(self, skip: set[str], respect: dict) -> tuple[Proposal, str] | None:
+        ctx = await trio.to_thread.run_sync(lambda: self._context(**respect))
         for proposer in self.proposers:
             if proposer.name in skip:
                 continue
@@ -220,7 +251,7 @@ class ResearchLoop:
             head_src = self.workspace.read_train()
             record = self._new_record(proposal, proposer, parent=self.head.state,
                                       diff=make_diff(head_src, proposal.train_py))
-            if record.state in self.known_states():
+            if record.state in self.known_states(respect_claims=False, respect_peers=False):
                 log.info("skipping a state already measured", state=record.state[:12], proposer=proposer)
                 continue
             reason = check_change(head_src, proposal.train_py, mode=self.settings.policy, space=self.settings.space)
@@ -344,7 +375,6 @@ class ResearchLoop:
             await self.observer.experiment_finished(record)
             return record
         commit = await trio.to_thread.run_sync(self.workspace.commit, merged, record.description)
-        self.ledger.add_state(record.state, merged, record.parent, author)
         record.id = self.ledger.start_experiment(
             state=record.state, parent=record.parent, description=record.description, proposer="adoption",
             diff=record.diff, tier=self.settings.tier, bench=self.settings.bench, commit_sha=commit, source=source)
@@ -361,7 +391,8 @@ class ResearchLoop:
             status, reason = "adopted", f"verified: claimed {claimed_val:.4f}, re-measured {outcome.val_bpb:.4f}"
         ok = [outcome] if outcome.status == "ok" else []
         meta = None
-        if status == "adopted":
+        if status == "adopted":  # only now is the state ours to serve to peers
+            self.ledger.add_state(record.state, merged, record.parent, author)
             self.head = Head(record.state, commit, outcome.val_bpb, outcome.test_bpb)
             meta = {"head": self.head.__dict__}
         self._finish(record, status, ok, reason=reason, meta=meta)

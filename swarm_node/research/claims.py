@@ -1,0 +1,45 @@
+"""Peers' claims on states they are about to measure: a courtesy, never a lock.
+
+A claim keeps this node from measuring the same state at the same time, but a peer could claim
+every reachable state and starve everyone. So claims expire (after a few training budgets), each
+peer holds only a few at once (a new one pushes its oldest out), the book has a total size, and
+the loop ignores claims altogether when they would leave it nothing to try.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+CLAIMS_PER_PEER = 4
+MAX_CLAIMS = 4096
+
+
+class ClaimBook:
+    def __init__(self, ttl_s: float, clock=time.monotonic):
+        self.ttl_s = float(ttl_s)
+        self.clock = clock
+        self._claims: OrderedDict[tuple[str, str], float] = OrderedDict()  # (peer, state) -> when heard
+
+    def add(self, peer: str, state: str) -> None:
+        key = (peer, state)
+        self._claims.pop(key, None)
+        self._claims[key] = self.clock()
+        mine = [k for k in self._claims if k[0] == peer]
+        for old in mine[:-CLAIMS_PER_PEER]:
+            del self._claims[old]
+        while len(self._claims) > MAX_CLAIMS:
+            self._claims.popitem(last=False)
+
+    def live(self) -> set[str]:
+        """States under a claim that has not expired."""
+        self._expire()
+        return {state for _, state in self._claims}
+
+    def __len__(self) -> int:
+        self._expire()
+        return len(self._claims)
+
+    def _expire(self) -> None:
+        horizon = self.clock() - self.ttl_s
+        while self._claims and next(iter(self._claims.values())) < horizon:
+            self._claims.popitem(last=False)
