@@ -237,8 +237,11 @@ def cmd_join(args) -> int:
             nursery.start_soon(progress.tick)
             try:
                 await node.run()
-            except BaselineFailed as exc:  # nothing to compare against: stop the whole node
-                failed.append(exc)
+            except BaseException as exc:  # a baseline that crashes: nothing to compare against
+                baseline = _find(exc, BaselineFailed)
+                if baseline is None:
+                    raise
+                failed.append(baseline)
                 nursery.cancel_scope.cancel()
             finally:
                 research.ledger.recover_interrupted()
@@ -263,6 +266,15 @@ def _run_until_interrupted(main) -> bool:
             raise
         return True
     return False
+
+
+def _find(exc: BaseException, kind: type) -> BaseException | None:
+    """`exc` itself or the first `kind` inside trio's exception groups; None if there is none."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        return next((found for e in exc.exceptions if (found := _find(e, kind)) is not None), None)
+    return None
 
 
 def _interrupted(exc: BaseException) -> bool:

@@ -23,7 +23,7 @@ from .events import EventLog
 from .messages import Adoption, BenchKey, Best, Claim, Discovery, Presence, Result
 from .p2p.identity import load_or_create_identity
 from .p2p.network import OFFENSES as NETWORK_OFFENSES
-from .p2p.network import DEFAULT_QUOTAS, ConnectError, SwarmNetwork, SyncError, presence_dial_addrs
+from .p2p.network import DEFAULT_QUOTAS, FORWARD_RATE, ConnectError, SwarmNetwork, SyncError, presence_dial_addrs
 from .research.hparams import read_block
 from .research.loop import ExperimentRecord, Observer, tier_baseline
 from .research.claims import ClaimBook
@@ -76,7 +76,8 @@ class Node:
         key = load_or_create_identity(research.home.identity_key)
         self.net = SwarmNetwork(key, topics=[_presence_topic(), self.bench.topic()], listen=listen or opts.listen,
                                 sync_provider=self, policy_check=self.policy_check, on_reject=self._rejected,
-                                quotas=opts.quotas)
+                                quotas=opts.quotas,  # None (the replay, paced by its clock): no gossip budgets
+                                forward_rate=FORWARD_RATE if opts.quotas is not None else 1000.0)
         self.peer_id = self.net.peer_id
         self.loop.author = self.peer_id
         self.shared_events = events is not None
@@ -328,9 +329,9 @@ class Node:
             if len(waiting) >= PENDING_PER_AUTHOR:  # keep the author's best few; a flood buys nothing
                 worst = max(waiting, key=lambda s: self.pending[s].val_bpb)
                 if self.pending[worst].val_bpb <= d.val_bpb:
-                    log.info("dropped a discovery: its author has enough waiting", author=d.author[:16])
+                    self._rejected("budget:pending", d.author, d)
                     return
-                del self.pending[worst]
+                self._rejected("budget:pending", d.author, self.pending.pop(worst))
             self.pending[d.state] = d  # adopted between experiments by the research task
         elif d.bench.target == self.bench.target and d.bench.corpus == self.bench.corpus:
             self._heard[d.state] = d  # a transfer candidate once a peer in good standing verifies it
@@ -388,6 +389,8 @@ class Node:
         start_src, note = await self._swarm_start()
         await self.loop.prepare(self.research.target.dir, self.research.tier.baseline,
                                 start_source=start_src, start_note=note)
+        if start_src is not None and self.loop.head.state != state_hash(start_src):
+            self.start_author = None  # the swarm's best failed here: we start from our own baseline
         self._offer_head(self.start_author or self.peer_id)
         while self.opts.max_experiments is None or self.loop.finished < self.opts.max_experiments:
             await self._adopt_pending()

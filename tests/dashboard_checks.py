@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode, urlparse
@@ -144,6 +145,18 @@ def discovery_rows(page) -> list[dict]:
         author: r.querySelector('.peer') ? r.querySelector('.peer').textContent : null,
         reached: Number(r.dataset.reached), alive: Number(r.dataset.alive), adopted: Number(r.dataset.adopted),
         text: r.innerText }))""")
+
+
+def discovery_rows_when(page, check, timeout: float = 15) -> list[dict]:
+    """The discoveries table once `check(rows)` holds (the page redraws its tables on a throttle,
+    so a read right after a seek or a catch-up may show the previous frame); the last rows read
+    when it never does, for the caller's assertion to report."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = discovery_rows(page)
+        if check(rows) or time.monotonic() > deadline:
+            return rows
+        page.wait_for_timeout(200)
 
 
 def wait_for_discovery_everywhere(page, peers: int, timeout: float = 30) -> dict:

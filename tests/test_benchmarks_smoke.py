@@ -26,3 +26,17 @@ def test_the_other_benchmarks_parse_their_options():
         proc = subprocess.run([sys.executable, f"benchmarks/{script}", "--help"], cwd=REPO, capture_output=True,
                               text=True, timeout=30)
         assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_hostile_load_quick_prints_both_goal_lines():
+    """benchmarks/hostile_load.py --quick: a claim flood (3 experiments, twice) and a 60-discovery flood
+    against real nodes; only that it runs and prints its figures, never whether a goal is met."""
+    proc = subprocess.run([sys.executable, "benchmarks/hostile_load.py", "--quick"], cwd=REPO, capture_output=True,
+                          text=True, timeout=150)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert re.search(r"claims: flooded/unflooded experiment rate = [\d.]+ / [\d.]+ = [\d.]+", out), out
+    assert re.search(r"goal claim flood: .*: (met|NOT met)$", out, re.M), out
+    assert re.search(r"sync: during \([\d.]+ s\): request_best p50 [\d.]+ ms, p95 [\d.]+ ms", out), out
+    assert re.search(r"goal sync during a 60-discovery flood: p95 < 100 ms \(measured [\d.]+ ms.*\): (met|NOT met)$",
+                     out, re.M), out

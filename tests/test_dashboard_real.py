@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from dashboard_checks import (CHROMIUM, VIEWPORT, assert_clean, counter, discovery_rows, leaderboard, open_dashboard,
+from dashboard_checks import (CHROMIUM, VIEWPORT, assert_clean, counter, discovery_rows, discovery_rows_when,
+                              leaderboard, open_dashboard,
                               record, screenshot, settle, stats, wait_for_counter, wait_for_replay_end)
 from test_swarm import Swarm, wait_for
 
@@ -178,7 +179,8 @@ class TestLiveSwarm:
         try:
             open_dashboard(page, live.url)
             _caught_up(page, live.events("node1"))
-            row = next(r for r in discovery_rows(page) if r["id"] == discovery)
+            row = next(r for r in discovery_rows_when(page, lambda rows: any(r["id"] == discovery for r in rows))
+                       if r["id"] == discovery)
             assert counter(page, "peers") == 3 and row["reached"] == row["alive"] == 3, (counter(page, "peers"), row)
         finally:
             page.close()
@@ -192,7 +194,8 @@ class TestLiveSwarm:
         assert page.locator("#mode").inner_text().lower().startswith("live")
         _caught_up(page, live.events("node2"))
         assert counter(page, "peers") >= 3
-        row = next(r for r in discovery_rows(page) if r["id"] == discovery)
+        row = next(r for r in discovery_rows_when(page, lambda rows: any(r["id"] == discovery for r in rows))
+                       if r["id"] == discovery)
         assert row["author"] and row["author"].lstrip("…") in live.peer1, row
         assert row["adopted"] >= 2 and row["reached"] >= 3, row
         assert leaderboard(page)[0]["tier"] == "cpu"
@@ -208,7 +211,8 @@ class TestLiveSwarm:
         try:
             open_dashboard(page, board.url())
             _caught_up(page, live.events("node2"))
-            row = next(r for r in discovery_rows(page) if r["id"] == discovery)
+            row = next(r for r in discovery_rows_when(page, lambda rows: any(r["id"] == discovery for r in rows))
+                       if r["id"] == discovery)
             assert counter(page, "peers") == 3 and row["reached"] == row["alive"] == 3, (counter(page, "peers"), row)
         finally:
             page.close()
@@ -245,7 +249,7 @@ def _assert_shows_night(page, events: list[dict]) -> None:
     found = [e for e in events if e["type"] == "discovery" and e["t"] < first_leave - 1]
     assert found, "the small replay makes a discovery before its first agent leaves"
     assert counter(page, "peers") == 6
-    rows = discovery_rows(page)
+    rows = discovery_rows_when(page, lambda rows: {r["id"] for r in rows} == {e["id"] for e in found})
     assert {r["id"] for r in rows} == {e["id"] for e in found}
     for r in rows:
         assert r["alive"] == 6 and r["reached"] == 6, r  # every agent got every discovery

@@ -120,7 +120,9 @@ def test_the_default_night_twice(tmp_path):
         summaries.append(json.loads((tmp_path / f"night{len(summaries)}" / "summary.json").read_text()))
     first, second = summaries
     assert first["agents"] == 35
-    assert 300 <= first["experiments"] <= 366, first["experiments"]
+    # about the night's 333; more than its +10 % since a state is known per benchmark key (another
+    # tier's discovery is tried on this tier's budget rather than taken as measured): 399 on seed 1
+    assert 300 <= first["experiments"] <= 420, first["experiments"]
     assert first["gossip_timeouts"] == 0
     assert first["discoveries"], "a night without a single discovery"
     for d in first["discoveries"]:

@@ -38,7 +38,7 @@ from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.exceptions import BaseLibp2pError, ValidationError
 from libp2p.io.exceptions import MessageTooLarge
-from libp2p.network.config import ConnectionConfig
+from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub.gossipsub import GossipSub
@@ -89,6 +89,11 @@ SYNC_MAX_CONCURRENT = 16  # answered streams at once, all peers together; more a
 SYNC_MAX_PER_PEER = 2  # answered streams at once from one peer; more are reset at once
 QUEUE_SIZE = 4096  # validated messages waiting for the node; past this they count as "overload"
 QUOTA_AUTHORS = 4096  # authors whose quota buckets are kept (least recently heard of forgotten first)
+# Messages one connection may hand us per topic and second, whoever their authors: quotas are per
+# author and keys are free, so a flood signed by many keys is stopped at the connection it comes
+# through (py-libp2p drops the excess and lowers the forwarder's score, so a flooder is soon
+# ignored). An honest relay of a busy swarm forwards a few per second.
+FORWARD_RATE = 25.0
 # Per-author gossip quotas: message type -> (tokens per second, burst). An honest node sends a
 # presence every few seconds (default 5 s), one claim and one result per experiment (>= 1 s each,
 # burst for a restart that resends a batch), and discoveries and adoptions rarely (a keep, each sent
@@ -346,6 +351,7 @@ class SwarmNetwork:
         mesh_degree: tuple[int, int, int] = MESH_DEGREE,
         quotas: Mapping[str, tuple[float, float]] | None = DEFAULT_QUOTAS,
         quota_authors: int = QUOTA_AUTHORS,
+        forward_rate: float = FORWARD_RATE,
     ) -> None:
         """`quotas`: message type -> (tokens per second, burst) per author (DEFAULT_QUOTAS); None
         turns quotas off. `queue_size`: validated messages waiting in `messages`; when the node
@@ -369,6 +375,7 @@ class SwarmNetwork:
         self._validated: OrderedDict[bytes, Message] = OrderedDict()  # validator -> reader hand-off
         self._delivered: OrderedDict[bytes, None] = OrderedDict()  # ids already handed to the node
         self._quotas = _Quotas(quotas or {}, quota_authors)
+        self._forward_rate = forward_rate
         self._quota_reported: OrderedDict[bytes, None] = OrderedDict()  # ids counted under "quota"
         self._sync_active = 0  # answered sync streams, all peers
         self._sync_by_peer: dict[ID, int] = defaultdict(int)  # answered sync streams per peer
@@ -411,10 +418,12 @@ class SwarmNetwork:
             # adaptive gossip stretches the heartbeat to 30-60 s when it judges the network
             # unhealthy (a small swarm looks unhealthy), which freezes score decay and mesh repair
             adaptive_gossip_enabled=False,
-            # counted per forwarder and topic; one forwarder relays the whole swarm's traffic
-            max_messages_per_topic_per_second=100.0,
+            max_messages_per_topic_per_second=self._forward_rate,  # per connection and topic (FORWARD_RATE)
         )
         gossipsub.mcache = _ContentAddressedCache(gossipsub.mcache.window_size, gossipsub.mcache.history_size)
+        # One attempt per dial: the node retries its bootstrap peers itself (with backoff), and
+        # py-libp2p's three quick retries made one heard-of address cost a stranger four connections.
+        host.get_network().retry_config = RetryConfig(max_retries=0)
         self._host = host
         pubsub = _ReportingPubsub(
             host,
