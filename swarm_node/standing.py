@@ -89,8 +89,3 @@ class Standing:
         """Known to this node, and never caught lying or breaking the protocol."""
         r = self._peers.get(peer)
         return r is not None and r.good
-
-    def summary(self, peer: str) -> dict | None:
-        r = self._peers.get(peer)
-        return None if r is None else {"verified": r.verified, "false_claims": r.false_claims,
-                                       "offenses": r.offenses, "tokens": round(r.tokens, 2)}

@@ -70,3 +70,16 @@ def test_claims_expire_and_each_peer_holds_only_a_few():
     book.add("honest", "mine")
     clock.now += 61
     assert book.live() == set() and len(book) == 0
+
+
+def test_a_repeated_claim_is_renewed_not_duplicated():
+    clock = Clock()
+    book = ClaimBook(ttl_s=60, clock=clock)
+    book.add("peer", "a")
+    clock.now += 50
+    book.add("peer", "a")
+    clock.now += 20  # past the first claim's expiry, within the renewed one's
+    assert book.live() == {"a"} and len(book) == 1
+    for i in range(CLAIMS_PER_PEER):
+        book.add("peer", f"s{i}")
+    assert "a" not in book.live() and len(book) == CLAIMS_PER_PEER

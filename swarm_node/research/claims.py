@@ -18,17 +18,18 @@ class ClaimBook:
     def __init__(self, ttl_s: float, clock=time.monotonic):
         self.ttl_s = float(ttl_s)
         self.clock = clock
-        self._claims: OrderedDict[tuple[str, str], float] = OrderedDict()  # (peer, state) -> when heard
+        self._claims: OrderedDict[tuple[str, str], float] = OrderedDict()  # (peer, state) -> when heard, oldest first
+        self._by_peer: dict[str, OrderedDict[str, None]] = {}  # each peer's live claims, oldest first
 
     def add(self, peer: str, state: str) -> None:
-        key = (peer, state)
-        self._claims.pop(key, None)
-        self._claims[key] = self.clock()
-        mine = [k for k in self._claims if k[0] == peer]
-        for old in mine[:-CLAIMS_PER_PEER]:
-            del self._claims[old]
+        self._drop((peer, state))  # a repeat moves to the end
+        mine = self._by_peer.setdefault(peer, OrderedDict())
+        self._claims[(peer, state)] = self.clock()
+        mine[state] = None
+        while len(mine) > CLAIMS_PER_PEER:
+            self._drop((peer, next(iter(mine))))
         while len(self._claims) > MAX_CLAIMS:
-            self._claims.popitem(last=False)
+            self._drop(next(iter(self._claims)))
 
     def live(self) -> set[str]:
         """States under a claim that has not expired."""
@@ -39,7 +40,16 @@ class ClaimBook:
         self._expire()
         return len(self._claims)
 
+    def _drop(self, key: tuple[str, str]) -> None:
+        if self._claims.pop(key, None) is None:
+            return
+        peer, state = key
+        mine = self._by_peer[peer]
+        del mine[state]
+        if not mine:
+            del self._by_peer[peer]
+
     def _expire(self) -> None:
         horizon = self.clock() - self.ttl_s
         while self._claims and next(iter(self._claims.values())) < horizon:
-            self._claims.popitem(last=False)
+            self._drop(next(iter(self._claims)))
