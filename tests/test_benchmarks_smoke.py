@@ -22,7 +22,7 @@ def test_gossip_latency_prints_its_figures_at_a_tiny_size(processes):
 
 
 def test_the_other_benchmarks_parse_their_options():
-    for script in ("join_sync.py", "loop_efficiency.py"):
+    for script in ("join_sync.py", "loop_efficiency.py", "reproducibility.py"):
         proc = subprocess.run([sys.executable, f"benchmarks/{script}", "--help"], cwd=REPO, capture_output=True,
                               text=True, timeout=30)
         assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stdout + proc.stderr
