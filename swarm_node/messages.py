@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic.json_schema import models_json_schema
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: compute budgets, per-seed runs in results, discoveries and claims
 MAX_MESSAGE_BYTES = 64 * 1024  # a whole encoded gossip message
 MAX_DIFF_BYTES = 32 * 1024  # Discovery.diff, UTF-8 bytes
 MAX_SOURCE_BYTES = 512 * 1024  # train.py carried by a sync answer, UTF-8 bytes
@@ -96,19 +96,41 @@ class _Model(BaseModel):
 
 
 class BenchKey(_Model):
-    """What makes two measurements comparable: same target, corpus, budget and tier."""
+    """What makes two measurements comparable: same target, corpus, tier and budget, and whatever
+    else changes a run's numbers (the device type and the torch version)."""
 
     target: Name
     corpus: StateHash  # sha256 of the evaluation corpus
-    budget: Annotated[int, Field(ge=1, le=7 * 24 * 3600)]  # training seconds
     tier: Name
+    budget: Annotated[int, Field(ge=1, le=2**63 - 1)]  # training FLOPs (a 64-bit int), or seconds when unit is "seconds"
+    unit: Literal["flops", "seconds"]  # seconds: a time budget, only for one machine researching alone
+    device: Literal["cpu", "cuda", "mps"]
+    torch: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z.]{1,32}$")]  # torch's version without its build tag, "2.13.0"
 
     def label(self) -> str:
-        """Short stable key for logs, ledgers and dashboards: target/corpus16/budget/tier."""
-        return f"{self.target}/{self.corpus[:16]}/{self.budget}/{self.tier}"
+        """Short stable key for logs, ledgers and dashboards."""
+        amount = f"{self.budget:.3g}flops" if self.unit == "flops" else f"{self.budget}s"
+        return f"{self.target}/{self.corpus[:16]}/{self.tier}/{amount}/{self.device}/torch{self.torch}"
 
     def topic(self) -> str:
         return research_topic(self.target, self.corpus)
+
+
+class SeedRun(_Model):
+    """One training run's values: runs are reproducible, so (state, seed) names a fact."""
+
+    seed: Count
+    val_bpb: Metric
+    test_bpb: Metric | None = None
+
+
+SeedRuns = Annotated[list[SeedRun], Field(max_length=32)]
+
+
+def _distinct_seeds(runs: list[SeedRun]) -> None:
+    seeds = [r.seed for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError("a seed appears twice in runs")
 
 
 class Best(_Model):
@@ -122,7 +144,7 @@ class Best(_Model):
 
 
 class _Gossip(_Model):
-    v: Literal[1] = 1
+    v: Literal[2] = 2
     author: PeerId  # base58 peer id; must equal the libp2p signer
     ts: Timestamp  # unix seconds when the author created the message
 
@@ -161,6 +183,7 @@ class Claim(_Gossip):
     state: StateHash
     parent: StateHash
     description: Description
+    seeds: Annotated[list[Count], Field(max_length=32)] = []  # the seeds it will run
 
 
 class Result(_Gossip):
@@ -172,14 +195,15 @@ class Result(_Gossip):
     parent: StateHash
     description: Description
     status: Literal["keep", "discard", "crash"]
-    val_bpb: Metric | None = None
+    val_bpb: Metric | None = None  # the mean over `runs`
     test_bpb: Metric | None = None
-    seed: Count
+    runs: SeedRuns = []  # every seed that ran to the end, with its values
 
     @model_validator(mode="after")
     def _measured_unless_crashed(self) -> "Result":
         if self.status != "crash" and self.val_bpb is None:
             raise ValueError(f"a {self.status} result needs val_bpb")
+        _distinct_seeds(self.runs)
         return self
 
 
@@ -191,10 +215,10 @@ class Discovery(_Gossip):
     state: StateHash
     parent: StateHash
     diff: Annotated[str, StringConstraints(max_length=MAX_DIFF_BYTES)]  # unified diff of train.py
-    val_bpb: Metric
+    val_bpb: Metric  # the mean over `runs`
     test_bpb: Metric | None = None
-    seeds: Annotated[list[Count], Field(min_length=1, max_length=32)]
-    noise: Annotated[float, Field(ge=0.0, le=METRIC_MAX, allow_inf_nan=False)]  # sigma of val_bpb
+    runs: Annotated[list[SeedRun], Field(min_length=1, max_length=32)]  # per seed, decision and confirmation
+    noise: Annotated[float, Field(ge=0.0, le=METRIC_MAX, allow_inf_nan=False)]  # pooled SD of paired differences
     description: Description
     hparams: ScalarMap = {}  # the new hyperparameter values, where the diff only changes those
 
@@ -202,6 +226,7 @@ class Discovery(_Gossip):
     def _a_real_change(self) -> "Discovery":
         if self.state == self.parent:
             raise ValueError("state equals parent")
+        _distinct_seeds(self.runs)
         if len(self.diff.encode("utf-8")) > MAX_DIFF_BYTES:
             raise ValueError(f"diff over {MAX_DIFF_BYTES} bytes")
         return self
@@ -214,8 +239,14 @@ class Adoption(_Gossip):
     bench: BenchKey
     discovery_state: StateHash
     state: StateHash  # the node's new head (equal to discovery_state unless merged)
-    val_bpb: Metric | None = None  # re-measured here, None if adopted without measuring
-    verified: bool  # True when val_bpb confirmed the discovery within noise
+    val_bpb: Metric | None = None  # the new head's mean, None if adopted without re-running anything
+    verified: bool  # True when the seeds this node chose to re-run reproduced the discovery's values
+    runs: SeedRuns = []  # what this node re-ran
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "Adoption":
+        _distinct_seeds(self.runs)
+        return self
 
 
 AnyMessage = Union[Presence, Claim, Result, Discovery, Adoption]  # for type hints
@@ -232,18 +263,18 @@ def topic_for(msg: AnyMessage) -> str:
 
 
 class BestRequest(_Model):
-    v: Literal[1] = 1
+    v: Literal[2] = 2
     op: Literal["best"] = "best"
 
 
 class StateRequest(_Model):
-    v: Literal[1] = 1
+    v: Literal[2] = 2
     op: Literal["state"] = "state"
     state: StateHash
 
 
 class BestAnswer(_Model):
-    v: Literal[1] = 1
+    v: Literal[2] = 2
     op: Literal["best"] = "best"
     best: Annotated[dict[Name, Best], Field(max_length=256)]
 
@@ -256,14 +287,14 @@ class BestAnswer(_Model):
 
 
 class StateAnswer(_Model):
-    v: Literal[1] = 1
+    v: Literal[2] = 2
     op: Literal["state"] = "state"
     state: StateHash
     source: Annotated[str, StringConstraints(max_length=MAX_SOURCE_BYTES)] | None  # None: unknown
 
 
 class ErrorAnswer(_Model):
-    v: Literal[1] = 1
+    v: Literal[2] = 2
     op: Literal["error"] = "error"
     error: ShortText
 

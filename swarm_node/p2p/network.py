@@ -76,7 +76,7 @@ from swarm_node.messages import (
 
 log = structlog.get_logger(__name__)
 
-SYNC_PROTOCOL = TProtocol("/swarm-node/sync/1.0.0")
+SYNC_PROTOCOL = TProtocol("/swarm-node/sync/2.0.0")
 # 1.1 only: py-libp2p's 1.2 adds an IDONTWANT per message and hop, which doubled the CPU per
 # message in a 35-host swarm (benchmarks/gossip_latency.py) for no gain at our message sizes.
 GOSSIPSUB_PROTOCOLS = (TProtocol("/meshsub/1.1.0"),)
