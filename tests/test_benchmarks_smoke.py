@@ -40,3 +40,18 @@ def test_hostile_load_quick_prints_both_goal_lines():
     assert re.search(r"sync: during \([\d.]+ s\): request_best p50 [\d.]+ ms, p95 [\d.]+ ms", out), out
     assert re.search(r"goal sync during a 60-discovery flood: p95 < 100 ms \(measured [\d.]+ ms.*\): (met|NOT met)$",
                      out, re.M), out
+
+
+def test_decision_quality_prints_both_rates():
+    """benchmarks/decision_quality.py at a small trial count: the measured table's figures and both
+    rates with their trial counts; never whether a goal is met."""
+    proc = subprocess.run([sys.executable, "benchmarks/decision_quality.py", "--nodes", "4", "--experiments", "10"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert re.search(r"per-seed noise of a paired difference: [\d.]+ \(\d+ df", out), out
+    assert re.search(r"LEARNING_RATE 0.003 -> 0.006 effect: base [+-][\d.]+, mean over \d+ contexts", out), out
+    assert re.search(r"K=3, C=2, 4 nodes x 10 experiments, .* seed 0$", out, re.M), out
+    assert re.search(r"^false-keep rate: [\d.]+ % of \d+ null candidates \(goal <= 5 %\): (met|NOT met)$", out,
+                     re.M), out
+    assert re.search(r"^hit rate: [\d.]+ % of \d+ real candidates \(goal >= 80 %\): (met|NOT met)$", out, re.M), out
