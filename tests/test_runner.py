@@ -3,26 +3,30 @@ import shutil
 import pytest
 import trio
 
+from swarm_node.research.budget import Budget
 from swarm_node.research.runner import HarnessChanged, SubprocessRunner, parse_summary
 from swarm_node.research.workspace import file_sha256
 
 from conftest import TOY_TARGET
 
-SUMMARY = "step 1\n---\nval_bpb:          1.5\ntest_bpb: 1.6\nnum_steps: 10\ndevice: cpu\n"
+SUMMARY = "step 1\n---\nval_bpb:          1.5\ntest_bpb: 1.6\nnum_steps: 10\ntrain_flops: 50000000000000001\ndevice: cpu\n"
 
 
 def test_summary_block_is_parsed_and_missing_values_are_none():
-    assert parse_summary(SUMMARY) == {"val_bpb": 1.5, "test_bpb": 1.6, "num_steps": 10.0}
+    summary = parse_summary(SUMMARY)
+    assert summary == {"val_bpb": 1.5, "test_bpb": 1.6, "num_steps": 10, "train_flops": 50_000_000_000_000_001}
+    assert isinstance(summary["train_flops"], int)  # exact, past float64's 2**53
     assert parse_summary("no summary here") is None
     assert parse_summary("---\nval_bpb: nan\n") is None
+    assert "train_flops" not in parse_summary("---\nval_bpb: 1\ntrain_flops: 1.5\n")
 
 
-def make_runner(tmp_path, train_py: str, **kw) -> SubprocessRunner:
+def make_runner(tmp_path, train_py: str, budget: Budget = Budget("compute", 1e9, 30), **kw) -> SubprocessRunner:
     ws = tmp_path / "ws"
     ws.mkdir()
     shutil.copy(TOY_TARGET / "prepare.py", ws / "prepare.py")
     (ws / "train.py").write_text(train_py)
-    return SubprocessRunner(ws, budget=1, corpus_path=TOY_TARGET / "prepare.py", corpus_sha256="0" * 64,
+    return SubprocessRunner(ws, budget=budget, corpus_path=TOY_TARGET / "prepare.py", corpus_sha256="0" * 64,
                             expected_prepare_sha256=file_sha256(TOY_TARGET / "prepare.py"), device="cpu",
                             scratch=tmp_path / "scratch", **kw)
 
@@ -33,12 +37,12 @@ def measure(runner, train_py):
 
 @pytest.mark.parametrize("body, reason", [
     ("raise SystemExit('boom')", "exit status 1: boom"),
-    ("import time; time.sleep(60)", "hang"),
+    ("import time; time.sleep(60)", "too slow for this tier: no result within 2 s (wall-clock limit; budget 1e+09 FLOPs)"),
     ("x = bytearray(64 * 2**30)", "out of memory"),
     ("print('finished without a summary')", "no summary block"),
 ])
 def test_crashes_hangs_and_memory_hogs_become_crash_results(tmp_path, body, reason):
-    runner = make_runner(tmp_path, body, margin=2, memory_limit_gb=2)
+    runner = make_runner(tmp_path, body, budget=Budget("compute", 1e9, 2), memory_limit_gb=2)
     outcome = measure(runner, body)
     assert outcome.status == "crash"
     assert reason in outcome.reason
@@ -63,3 +67,31 @@ def test_a_changed_harness_is_refused(tmp_path):
     (runner.workspace / "prepare.py").write_text("# tampered\n")
     with pytest.raises(HarnessChanged, match="git -C .* checkout -- prepare.py"):
         measure(runner, "print(1)")
+
+
+def test_the_budget_reaches_the_run_and_train_flops_comes_back(tmp_path):
+    train_py = (TOY_TARGET / "train.py").read_text()
+    outcome = measure(make_runner(tmp_path, train_py, budget=Budget("compute", 5e11, 30)), train_py)
+    assert outcome.status == "ok" and outcome.train_flops == 500_000_000_000 and outcome.num_steps == 1
+
+
+def test_a_time_budget_reaches_the_run_as_seconds(tmp_path):
+    body = "import os; print('---'); print('val_bpb: 1'); print('training_seconds:', os.environ['SWARM_TIME_BUDGET'])\n" \
+           "assert 'SWARM_BUDGET_FLOPS' not in os.environ"
+    outcome = measure(make_runner(tmp_path, body, budget=Budget("time", 7, 30)), body)
+    assert outcome.status == "ok" and outcome.training_seconds == 7 and outcome.train_flops is None
+
+
+def test_a_run_past_max_seconds_is_too_slow_for_the_tier(tmp_path):
+    """The toy target stretched by SLEEP_SECONDS past the budget's wall-clock limit: a crash, and the
+    reason says why (not a hang: on a slower machine the same run would simply finish later)."""
+    train_py = (TOY_TARGET / "train.py").read_text().replace("SLEEP_SECONDS = 0.0", "SLEEP_SECONDS = 30.0")
+    outcome = measure(make_runner(tmp_path, train_py, budget=Budget("compute", 5e11, 1.5)), train_py)
+    assert outcome.status == "crash" and outcome.val_bpb is None
+    assert outcome.reason == "too slow for this tier: no result within 2 s (wall-clock limit; budget 5e+11 FLOPs)"
+    assert outcome.wall_seconds < 10
+
+
+def test_the_runner_takes_only_a_budget_object(tmp_path):
+    with pytest.raises(TypeError, match="Budget"):
+        make_runner(tmp_path, "print(1)", budget=60)

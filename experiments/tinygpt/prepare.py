@@ -1,4 +1,5 @@
-"""The fixed harness of the tinygpt target: corpus, splits, batches, evaluation, run settings.
+"""The fixed harness of the tinygpt target: corpus, splits, batches, evaluation, run settings and
+the training budget (FLOPs counted here, so that no train.py can count its own).
 
 Proposers never edit this file. train.py imports it; the node only runs it as a script:
 
@@ -10,6 +11,13 @@ On a corpus problem it prints the reason to stderr and exits 2.
 
 Tokens are bytes (vocab 256). Splits by byte offset: first 90% train, next 5% validation, last 5%
 held-out test. The metric is bits per byte on a fixed slice of a split.
+
+The budget (read by RunSettings.from_env) is one of, by precedence:
+  SWARM_MAX_STEPS     a fixed number of training steps (the replay's table, benchmarks)
+  SWARM_BUDGET_FLOPS  training FLOPs (compute mode): train.py runs its first step under
+                      count_flops, then trains max(1, budget // step FLOPs) steps in all, so a
+                      bigger model gets fewer steps and a faster machine only finishes sooner
+  SWARM_TIME_BUDGET   seconds of training (time mode; default 20 s when none of them is set)
 """
 from __future__ import annotations
 
@@ -164,15 +172,18 @@ def evaluate_bpb(model: torch.nn.Module, data: torch.Tensor, seq_len: int, devic
         raise ValueError(f"split of {len(data)} bytes is too short for seq_len {seq_len}")
     was_training = model.training
     model.eval()
-    total_nats = torch.zeros((), device=device)
+    # Summed in float64 from per-token losses: a float32 sum of 32,768 terms rounds at about 1e-6
+    # of its value, and how a kernel splits it across threads changes that rounding.
+    total_nats = torch.zeros((), dtype=torch.float64, device=device)
     try:
         with torch.no_grad():
             for first in range(0, n_windows, batch_size):
                 starts = torch.arange(first, min(first + batch_size, n_windows)) * seq_len
                 windows = data[starts[:, None] + torch.arange(seq_len + 1)].to(device).long()
                 logits = model(windows[:, :-1])
-                total_nats += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
-                                              windows[:, 1:].reshape(-1), reduction="sum")
+                nats = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
+                                       windows[:, 1:].reshape(-1), reduction="none")
+                total_nats += nats.double().sum()
     finally:
         model.train(was_training)
     total_tokens = n_windows * seq_len
@@ -197,38 +208,146 @@ def pick_device(requested: str) -> str:
     return requested
 
 
+# ----------------------------------------------------------------------------- FLOPs
+
+def _register_cpu_attention_flops() -> None:
+    """On CPU, F.scaled_dot_product_attention runs aten._scaled_dot_product_flash_attention_for_cpu
+    (and its _backward), which FlopCounterMode does not count (torch 2.13): count them as the other
+    attention kernels are. Skipped where torch lacks these ops or already counts them."""
+    import torch
+    from torch.utils import flop_counter as fc
+
+    forward = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    backward = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    helpers = all(hasattr(fc, name) for name in ("register_flop_formula", "sdpa_flop_count",
+                                                 "sdpa_backward_flop_count", "flop_registry"))
+    if not helpers:
+        return
+    if forward is not None and forward not in fc.flop_registry:
+        fc.register_flop_formula(forward)(
+            lambda query, key, value, *args, out_shape=None, **kwargs: fc.sdpa_flop_count(query, key, value))
+    if backward is not None and backward not in fc.flop_registry:
+        fc.register_flop_formula(backward)(
+            lambda grad_out, query, key, value, *args, out_shape=None, **kwargs:
+            fc.sdpa_backward_flop_count(grad_out, query, key, value))
+
+
+def count_flops(fn, *args, **kwargs) -> tuple[object, int]:
+    """(fn(*args, **kwargs), the FLOPs it spent) as torch's FlopCounterMode counts them: matrix
+    products and attention (forward and backward); elementwise work, norms and the optimizer's
+    update are not counted. train.py runs its first training step through this."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _register_cpu_attention_flops()
+    with FlopCounterMode(display=False) as counter:
+        result = fn(*args, **kwargs)
+    return result, int(counter.get_total_flops())
+
+
+# ----------------------------------------------------------------------------- determinism
+
+_cpu_overrides = []  # the torch.library handles that keep the overrides registered
+
+
+def _thread_independent_layer_norm() -> None:
+    """On CPU, aten.native_layer_norm_backward sums LayerNorm's weight and bias gradients in one
+    buffer per thread, so they differ at 1 and 2 threads (by 1e-9, measured; 500 steps made that
+    1e-2 of val_bpb). Its decomposition (torch._decomp) sums over the rows with ordinary reductions,
+    which split their outputs, not their sums, across threads: use it as the CPU kernel (1 vs 2
+    threads then give equal bits, tests/test_tinygpt.py). Skipped where torch lacks it."""
+    import warnings
+
+    import torch
+    try:
+        from torch._decomp.decompositions import native_layer_norm_backward
+    except ImportError:
+        return
+    if _cpu_overrides:
+        return
+    library = torch.library.Library("aten", "IMPL")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Overriding a previously registered kernel": on purpose
+        library.impl("native_layer_norm_backward", native_layer_norm_backward, "CPU")
+    _cpu_overrides.append(library)
+
+
+# ----------------------------------------------------------------------------- run settings
+
+def _positive(env, name: str, kind: type, unit: str):
+    """The positive number in env[name] (an int may be written 5e11), None if unset; else ValueError."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number of {unit}, not {raw!r}")
+    if kind is int:
+        if value != int(value):
+            raise ValueError(f"{name} must be a whole number of {unit}, not {raw!r}")
+        return int(raw) if raw.isdigit() else int(value)
+    return value
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """What the runner passes to train.py through the environment."""
 
-    time_budget: float  # SWARM_TIME_BUDGET: seconds of training (default 20)
     seed: int  # SWARM_SEED (default 0)
     data: Path  # SWARM_DATA: absolute corpus path (default: the pinned corpus, found as above)
     sha256: str  # of `data`; must equal SWARM_EXPECTED_SHA256 when that is set
     device: str  # SWARM_DEVICE: auto | cpu | cuda | mps, resolved here
-    threads: int | None  # SWARM_THREADS: torch.set_num_threads, when set
-    max_steps: int | None = None  # SWARM_MAX_STEPS: stop after this many steps (a budget in steps)
+    threads: int | None = None  # SWARM_THREADS: torch.set_num_threads, when set
+    max_steps: int | None = None  # SWARM_MAX_STEPS: a budget in steps (wins over the others)
+    budget_flops: int | None = None  # SWARM_BUDGET_FLOPS: a budget in training FLOPs
+    time_budget: float | None = None  # SWARM_TIME_BUDGET: seconds of training (time mode)
+
+    @property
+    def mode(self) -> str:
+        """steps | compute | time: what ends training."""
+        return "steps" if self.max_steps else "compute" if self.budget_flops else "time"
+
+    def total_steps(self, step_flops: int) -> int | None:
+        """Training steps of this run, given one step's FLOPs; None in time mode."""
+        if self.max_steps:
+            return self.max_steps
+        if self.budget_flops:
+            return max(1, self.budget_flops // max(1, step_flops))
+        return None
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "RunSettings":
         """Raises CorpusError for corpus problems and ValueError for malformed settings."""
         env = os.environ if env is None else env
-        budget = float(env.get("SWARM_TIME_BUDGET") or 20)
-        if not budget > 0:
-            raise ValueError(f"SWARM_TIME_BUDGET must be positive, not {budget}")
-        threads = int(env["SWARM_THREADS"]) if env.get("SWARM_THREADS") else None
+        max_steps = _positive(env, "SWARM_MAX_STEPS", int, "steps")
+        budget_flops = _positive(env, "SWARM_BUDGET_FLOPS", int, "FLOPs")
+        time_budget = _positive(env, "SWARM_TIME_BUDGET", float, "seconds")
+        if not (max_steps or budget_flops or time_budget):
+            time_budget = 20.0  # a bare `python train.py`
+        threads = _positive(env, "SWARM_THREADS", int, "threads")
+        seed = int(env.get("SWARM_SEED") or 0)
         corpus = resolve_corpus(env.get("SWARM_DATA") or None)
         expected = (env.get("SWARM_EXPECTED_SHA256") or "").strip().lower()
         if expected and expected != corpus["sha256"]:
             raise CorpusError(f"{corpus['path']} has sha256 {corpus['sha256']}, but the runner expects "
                               f"{expected} (SWARM_EXPECTED_SHA256): the corpus changed since it was resolved")
-        return cls(time_budget=budget, seed=int(env.get("SWARM_SEED") or 0), data=Path(corpus["path"]),
-                   sha256=corpus["sha256"], device=pick_device(env.get("SWARM_DEVICE") or "auto"),
-                   threads=threads, max_steps=int(env["SWARM_MAX_STEPS"]) if env.get("SWARM_MAX_STEPS") else None)
+        return cls(seed=seed, data=Path(corpus["path"]), sha256=corpus["sha256"],
+                   device=pick_device(env.get("SWARM_DEVICE") or "auto"), threads=threads,
+                   max_steps=max_steps, budget_flops=budget_flops, time_budget=time_budget)
 
     def apply(self) -> None:
+        """Threads, the seed, and deterministic kernels: the same train.py, seed, budget and corpus
+        give the same numbers on a machine whatever its load and thread count (CPU, measured by
+        benchmarks/reproducibility.py). On CUDA cuBLAS needs CUBLAS_WORKSPACE_CONFIG for that (set
+        here unless the runner did); ops without a deterministic kernel only warn."""
         import torch
 
+        if self.device == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        _thread_independent_layer_norm()  # the CPU kernel only
         if self.threads:
             torch.set_num_threads(self.threads)
         torch.manual_seed(self.seed)

@@ -1,8 +1,10 @@
-"""A small GPT trained on bytes for a fixed time budget; what the proposers edit.
+"""A small GPT trained on bytes for a fixed compute budget; what the proposers edit.
 
 Plain GPT-2 style baseline: learned positions, pre-norm blocks, LayerNorm, GELU, untied head,
 N(0, 0.02) init. Run settings (budget, seed, corpus, device) come from the environment, read by
-prepare.py. Prints autoresearch's summary block (`---`, then `key: value` lines) to stdout.
+prepare.py. The budget is training FLOPs, counted by prepare.py on the first step: a bigger model
+gets fewer steps, a faster machine only finishes sooner (or a number of steps, or seconds; see
+prepare.py). Prints autoresearch's summary block (`---`, then `key: value` lines) to stdout.
 """
 # --- hyperparameters: proposers edit only the values in this block ---
 LEARNING_RATE = 3e-3       # peak AdamW learning rate
@@ -21,7 +23,7 @@ INIT = "normal"            # normal | kaiming | xavier   (normal = N(0, 0.02), G
 NORM = "layernorm"         # layernorm | rmsnorm
 TIE_EMBEDDINGS = False
 ACTIVATION = "gelu"        # gelu | relu | silu
-LR_SCHEDULE = "cosine"     # cosine | linear | constant   (decay over the time budget)
+LR_SCHEDULE = "cosine"     # cosine | linear | constant   (decay over the budget)
 # --- end hyperparameters ---
 
 import math
@@ -34,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from prepare import VOCAB_SIZE, CorpusError, RunSettings, evaluate_bpb, get_batch, load_splits
+from prepare import VOCAB_SIZE, CorpusError, RunSettings, count_flops, evaluate_bpb, get_batch, load_splits
 
 H100_BF16_PEAK_FLOPS = 989.5e12  # dense, no sparsity
 LOG_EVERY_S = 2.0  # progress line (and the only loss sync) every this many seconds
@@ -135,7 +137,7 @@ class GPT(nn.Module):
 
 
 def lr_at(step: int, progress: float) -> float:
-    """Linear warmup over WARMUP_STEPS, then decay by the fraction of the time budget spent."""
+    """Linear warmup over WARMUP_STEPS, then decay by the fraction of the budget spent."""
     warmup = min(1.0, (step + 1) / WARMUP_STEPS) if WARMUP_STEPS > 0 else 1.0
     progress = min(max(progress, 0.0), 1.0)
     decay = {"cosine": 0.5 * (1.0 + math.cos(math.pi * progress)),
@@ -161,7 +163,7 @@ def main():
         settings = RunSettings.from_env()
     except (CorpusError, ValueError) as exc:
         fail(str(exc), code=2)
-    settings.apply()  # threads, torch.manual_seed
+    settings.apply()  # threads, torch.manual_seed, deterministic kernels
     device = settings.device
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -195,21 +197,23 @@ def main():
         optimizer.zero_grad(set_to_none=True)
         return loss
 
-    # Step 0 (allocator, kernel selection) runs outside the clock. The budget counts the
-    # training time of every later step; tokens_per_second is over those steps only.
+    # Step 0 (allocator, kernel selection) runs outside the clock, under prepare.py's FLOP counter:
+    # every step costs what it cost, so a compute budget is a number of steps. In time mode
+    # (total_steps None) the budget counts the training time of every later step instead;
+    # tokens_per_second is over those steps only.
     model.train()
-    loss = train_step(0, 0.0)
+    loss, step_flops = count_flops(train_step, 0, 0.0)
     sync()
+    total_steps = settings.total_steps(step_flops)
     steps, t_train, training_seconds = 1, time.perf_counter(), 0.0
     last_log = t_train
-    # A step budget (SWARM_MAX_STEPS, used for the replay's table) makes runs repeatable across
-    # machines: the schedule then follows steps instead of seconds.
+
     def progress() -> float:
-        if settings.max_steps:
-            return steps / settings.max_steps
+        if total_steps:
+            return steps / total_steps
         return training_seconds / settings.time_budget
 
-    while (training_seconds < settings.time_budget if not settings.max_steps else steps < settings.max_steps):
+    while (steps < total_steps if total_steps else training_seconds < settings.time_budget):
         loss = train_step(steps, progress())
         steps += 1
         now = time.perf_counter()  # no sync here: the device may run a few steps behind
@@ -233,12 +237,11 @@ def main():
     if not (math.isfinite(val_bpb) and math.isfinite(test_bpb)):
         fail(f"evaluation is not finite (val_bpb {val_bpb}, test_bpb {test_bpb})")
 
-    tokens_per_second = (steps - 1) * BATCH_SIZE * SEQ_LEN / training_seconds
-    # Training FLOPs per token: 6 * N for the weights (forward + backward; the position table is
-    # a lookup, so it is left out) plus 12 * L * C * T for attention scores and values (PaLM's
-    # count, as in nanoGPT: the causal mask's skipped half is counted too).
-    flops_per_token = 6 * (num_params - model.pos_emb.weight.numel()) + 12 * N_LAYER * N_EMBD * SEQ_LEN
-    mfu = 100 * flops_per_token * tokens_per_second / H100_BF16_PEAK_FLOPS if device == "cuda" else 0.0
+    tokens_per_second = (steps - 1) * BATCH_SIZE * SEQ_LEN / max(training_seconds, 1e-9)
+    # FLOPs as prepare.py counted them (matrix products and attention, forward and backward; the
+    # causal mask's skipped half is counted too, as in PaLM's and nanoGPT's count).
+    flops_per_second = (steps - 1) * step_flops / max(training_seconds, 1e-9)
+    mfu = 100 * flops_per_second / H100_BF16_PEAK_FLOPS if device == "cuda" else 0.0
 
     print("---")
     print(f"val_bpb:          {val_bpb:.6f}")
@@ -249,6 +252,7 @@ def main():
     print(f"tokens_per_second: {tokens_per_second:.1f}")
     print(f"mfu_percent:      {mfu:.2f}")
     print(f"num_steps:        {steps}")
+    print(f"train_flops:      {steps * step_flops}")
     print(f"num_params_M:     {num_params / 1e6:.2f}")
     print(f"device:           {device}")
 

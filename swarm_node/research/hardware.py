@@ -42,10 +42,16 @@ class HardwareProfile:
 
 @dataclass(frozen=True)
 class Tier:
+    """A class of machines researching one benchmark: a compute budget and a model size."""
+
     name: str
     description: str
     role: str
-    budget: int
+    budget_flops: int  # training FLOPs per run (compute mode, the default)
+    time_budget: float  # training seconds per run, only for --budget-mode time
+    max_seconds: float  # wall-clock limit of one run in compute mode: past it, too slow for this tier
+    seeds: int  # K: decision seeds per experiment
+    confirm_seeds: int  # C: fresh seeds that confirm a keep
     baseline: dict  # hyperparameter overrides applied to the target's train.py at start
 
 
@@ -102,9 +108,20 @@ def profile_for(tier_override: str | None) -> HardwareProfile:
 
 
 def tiers() -> dict[str, Tier]:
-    return {name: Tier(name=name, description=t["description"], role=t["role"],
-                       budget=int(t["budget"]), baseline=dict(t.get("baseline", {})))
-            for name, t in load_config("tiers")["tiers"].items()}
+    return {name: _tier(name, t) for name, t in load_config("tiers")["tiers"].items()}
+
+
+def _tier(name: str, t: dict) -> Tier:
+    flops = t["budget_flops"]
+    tier = Tier(name=name, description=t["description"], role=t["role"],
+                budget_flops=flops if isinstance(flops, int) else int(float(flops)),
+                time_budget=float(t["time_budget"]), max_seconds=float(t["max_seconds"]), seeds=int(t["seeds"]),
+                confirm_seeds=int(t["confirm_seeds"]), baseline=dict(t.get("baseline", {})))
+    if not (tier.budget_flops > 0 and tier.time_budget > 0 and tier.max_seconds > 0 and tier.seeds >= 1
+            and tier.confirm_seeds >= 0):
+        raise ValueError(f"tier {name} in configs/tiers.toml: budget_flops, time_budget and max_seconds must be "
+                         f"positive, seeds at least 1 and confirm_seeds at least 0")
+    return tier
 
 
 def pick_tier(profile: HardwareProfile, override: str | None = None) -> Tier:

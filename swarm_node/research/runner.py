@@ -1,6 +1,7 @@
 """Run one training of train.py in a sandboxed subprocess and read its summary block.
 
-The sandbox: a scrubbed environment, a wall-clock limit (budget plus margin), an address-space
+The budget (budget.py) reaches train.py as SWARM_* variables; the harness counts it. The sandbox:
+a scrubbed environment, a wall-clock limit (the budget's max_seconds), an address-space
 limit on CPU runs, its own process group (killed whole on timeout or cancel) and, where Linux lets
 an unprivileged or root user make one, an empty network namespace (`unshare --net`). It is not a
 security boundary against a determined attacker: the code still runs as the node's user and can
@@ -21,12 +22,11 @@ from pathlib import Path
 
 import trio
 
+from .budget import Budget
 from .summary import parse_summary
 from .workspace import file_sha256
 
 TAIL_CHARS = 4000
-_SUMMARY_FLOATS = ("val_bpb", "test_bpb", "training_seconds", "total_seconds", "peak_vram_mb",
-                   "tokens_per_second", "mfu_percent", "num_params_M")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class RunOutcome:
     wall_seconds: float | None = None
     peak_memory_mb: float | None = None
     num_steps: int | None = None
+    train_flops: int | None = None
     params_m: float | None = None
     tokens_per_second: float | None = None
     output_tail: str = ""
@@ -64,28 +65,23 @@ def _no_network_prefix() -> tuple[str, ...]:
     return ()
 
 
-def sandbox_description() -> str:
-    net = "no network (empty network namespace)" if _no_network_prefix() else "network NOT isolated (unshare unavailable)"
-    return f"scrubbed env, time limit, memory limit on CPU, own process group, {net}"
-
-
 class SubprocessRunner:
     """Runs `python train.py` in the workspace; one instance per node."""
 
-    def __init__(self, workspace: Path, *, budget: float, corpus_path: Path, corpus_sha256: str,
+    def __init__(self, workspace: Path, *, budget: Budget, corpus_path: Path, corpus_sha256: str,
                  expected_prepare_sha256: str, device: str = "auto", threads: int | None = None,
-                 memory_limit_gb: float | None = 8.0, margin: float | None = None,
-                 scratch: Path | None = None):
+                 memory_limit_gb: float | None = 8.0, scratch: Path | None = None):
+        if not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a Budget, not {type(budget).__name__}")
         self.workspace = Path(workspace)
-        self.budget = float(budget)
+        self.budget = budget
         self.corpus_path = Path(corpus_path)
         self.corpus_sha256 = corpus_sha256
         self.expected_prepare_sha256 = expected_prepare_sha256
         self.device = device
         self.threads = threads
         self.memory_limit_gb = memory_limit_gb
-        # Start-up, data loading and evaluation come on top of the training budget.
-        self.timeout = self.budget + (margin if margin is not None else 60 + 0.25 * self.budget)
+        self.timeout = budget.max_seconds  # start-up, data loading and evaluation included
         self.scratch = Path(scratch or self.workspace.parent / "cache" / "runs")
         self.scratch.mkdir(parents=True, exist_ok=True)
 
@@ -100,9 +96,10 @@ class SubprocessRunner:
     def _env(self, seed: int) -> dict[str, str]:
         env = {"PATH": os.defpath, "LANG": "C.UTF-8", "HOME": str(self.scratch),
                "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
-               "SWARM_TIME_BUDGET": str(self.budget), "SWARM_SEED": str(seed),
+               **self.budget.env(), "SWARM_SEED": str(seed),
                "SWARM_DATA": str(self.corpus_path), "SWARM_EXPECTED_SHA256": self.corpus_sha256,
-               "SWARM_DEVICE": self.device}
+               "SWARM_DEVICE": self.device,
+               "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}  # deterministic cuBLAS (ignored without CUDA)
         for key in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "CUDA_HOME", "OPENBLAS_CORETYPE",
                     "OPENBLAS_L2_SIZE"):
             if key in os.environ:
@@ -137,7 +134,8 @@ class SubprocessRunner:
                 with trio.move_on_after(self.timeout) as deadline:
                     await proc.wait()
                 if deadline.cancelled_caught:
-                    reason = f"hang: no exit after {self.timeout:.0f} s (budget {self.budget:.0f} s)"
+                    reason = (f"too slow for this tier: no result within {self.timeout:.0f} s "
+                              f"(wall-clock limit; budget {self.budget.label()})")
                     await _kill_group(proc)
             except BaseException:  # cancelled (Ctrl-C, node shutdown): never leave a trainer behind
                 with trio.CancelScope(shield=True):
@@ -155,6 +153,7 @@ class SubprocessRunner:
             training_seconds=summary.get("training_seconds"), total_seconds=summary.get("total_seconds"),
             wall_seconds=wall, peak_memory_mb=summary.get("peak_vram_mb"),
             num_steps=int(summary["num_steps"]) if "num_steps" in summary else None,
+            train_flops=int(summary["train_flops"]) if "train_flops" in summary else None,
             params_m=summary.get("num_params_M"), tokens_per_second=summary.get("tokens_per_second"),
             output_tail=tail)
 

@@ -34,4 +34,5 @@ print(f"training_seconds: {float(os.environ.get('SWARM_TIME_BUDGET', '1')):.1f}"
 print("total_seconds:    0.1")
 print("peak_vram_mb:     10.0")
 print("num_steps:        1")
+print(f"train_flops:      {int(float(os.environ.get('SWARM_BUDGET_FLOPS') or 0))}")
 print("num_params_M:     0.01")
