@@ -1,56 +1,145 @@
 """Decision quality: how often does the node's keep rule keep a useless candidate, and how often a
-real one, at the noise measured in the tinygpt table?
+real one, at measured noise?
 
-From experiments/tinygpt/table.json (real trainings, several seeds per grid row): the SD of a paired
-difference's per-seed noise (rows differing in one hyperparameter, each pair's differences around
-their own mean, pooled), the across-seed spread of one state (pooled over rows) and the effect of
-LEARNING_RATE 0.003 -> 0.006 (head - candidate, positive = better; in the base context and averaged
-over all contexts). Then simulated nodes run the rule itself (swarm_node.research.decision: decide
-on K seeds, confirm on C fresh ones, pooled noise grown after each decision) on candidates that are
-null (effect 0) or real (the LR effect). Printed: false-keep rate over null candidates (goal <= 5 %)
-and hit rate over real ones (goal >= 80 %), with their trial counts.
+Source (printed): real runs at the cpu tier's compute budget (configs/tiers.toml), where a node
+decides, cached in --runs (made by --measure N: the tier's baseline and single changes of it, CHANGES,
+seeds 0..N-1, run as the runner does; resumable; machine, torch, budget and date recorded); else
+experiments/tinygpt/table.json (150-step trainings). From it: the per-seed SD of a paired difference
+(one-change pairs, each centred on its own mean, pooled), the across-seed spread of one state and the
+effect of LEARNING_RATE 0.003 -> 0.006 (head - candidate, + = better; runs: also every change's, with
+SE and t). Then simulated nodes run the rule itself (swarm_node.research.decision: decide on K seeds,
+confirm on C fresh ones, pooled noise grown after each decision) on null (effect 0) and real (the LR
+effect) candidates. Printed: false-keep rate (goal <= 5 %) and hit rate (goal >= 80 %), with counts.
 
-    python benchmarks/decision_quality.py [--table PATH] [--noise SD] [--effect D] [--t 2] [--k 3]
+    python benchmarks/decision_quality.py [--source table|runs] [--noise SD] [--effect D] [--t 2] [--k 3]
+    python benchmarks/decision_quality.py --data ../shared/data/tinyshakespeare.txt --measure 8 --jobs 2
 """
 from __future__ import annotations
 
 import argparse
+import datetime
+import importlib.metadata
 import json
 import math
+import os
+import platform
 import random
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from swarm_node.assets import load_config  # noqa: E402
 from swarm_node.research.decision import PairedNoise, Rule, confirm, decide  # noqa: E402
+from swarm_node.research.hparams import write_block  # noqa: E402
+from swarm_node.research.loop import tier_baseline  # noqa: E402
+from swarm_node.research.summary import parse_summary  # noqa: E402
 
-TABLE = REPO / "experiments" / "tinygpt" / "table.json"
+TARGET = REPO / "experiments" / "tinygpt"
+TABLE = TARGET / "table.json"
+RUNS = REPO / "benchmarks" / "results" / "decision_runs_cpu.json"
+BASE, LR = "baseline", "LEARNING_RATE=0.006"  # the runs file's state names: the baseline, the real effect
+CHANGES = [{}, {"LEARNING_RATE": 0.006}, {"INIT": "kaiming"}, {"NORM": "rmsnorm"}, {"TIE_EMBEDDINGS": True},
+           {"ACTIVATION": "silu"}]
+NAMES = [",".join(f"{k}={v}" for k, v in c.items()) or BASE for c in CHANGES]
+
+
+def train(source: str, seed: int, budget: int, data: Path) -> dict:
+    """One run as the runner does it: train.py in a fresh copy of the target, one thread, on the CPU."""
+    with tempfile.TemporaryDirectory(prefix="decision-") as tmp:
+        work = Path(tmp)
+        (work / "train.py").write_text(source)
+        shutil.copyfile(TARGET / "prepare.py", work / "prepare.py")
+        env = {"PATH": os.defpath, "LANG": "C.UTF-8", "HOME": str(work), "PYTHONDONTWRITEBYTECODE": "1",
+               "SWARM_SEED": str(seed), "SWARM_THREADS": "1", "OMP_NUM_THREADS": "1",
+               "SWARM_BUDGET_FLOPS": str(budget), "SWARM_DATA": str(data), "SWARM_DEVICE": "cpu"}
+        env.update({k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ})
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, "train.py"], cwd=work, env=env, capture_output=True, text=True,
+                              timeout=1800)
+    s = parse_summary(proc.stdout) if proc.returncode == 0 else None
+    if s is None:
+        raise RuntimeError(f"train.py failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return {"val_bpb": s["val_bpb"], "test_bpb": s.get("test_bpb"), "steps": s["num_steps"],
+            "wall_s": round(time.monotonic() - start, 1)}
+
+
+def measure_runs(path: Path, seeds: int, budget: int, data: Path, jobs: int) -> None:
+    """Every (state, seed) not yet in the runs file, `jobs` at once; the file is rewritten after each run."""
+    doc = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
+    if doc.get("budget_flops", budget) != budget:
+        raise SystemExit(f"{path} holds runs at {doc['budget_flops']:.3g} FLOPs, not {budget:.3g}: pass another --runs")
+    doc.update(budget_flops=budget, machine=platform.node(), platform=platform.platform(), cpus=os.cpu_count(),
+               torch=importlib.metadata.version("torch"), date=datetime.date.today().isoformat(), data=data.name)
+    base = tier_baseline((TARGET / "train.py").read_text(), load_config("tiers")["tiers"]["cpu"]["baseline"])
+    todo = [(name, write_block(base, c), seed) for seed in range(seeds) for name, c in zip(NAMES, CHANGES)]
+    todo = [t for t in todo if str(t[2]) not in doc["runs"].get(t[0], {})]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock, done, began = threading.Lock(), [0], time.monotonic()
+    print(f"measuring {len(todo)} runs at {budget:.3g} FLOPs, {jobs} at once, into {path}", flush=True)
+
+    def one(item):
+        name, source, seed = item
+        r = train(source, seed, budget, data)
+        with lock:
+            doc["runs"].setdefault(name, {})[str(seed)] = r
+            path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+            done[0] += 1
+            print(f"[{done[0]}/{len(todo)} {time.monotonic() - began:.0f} s] {name:22s} seed {seed}: val_bpb "
+                  f"{r['val_bpb']:.4f} {r['steps']} steps {r['wall_s']:.0f} s", flush=True)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(one, todo))
+
+
+def pooled(groups) -> tuple[float, int]:
+    """The pooled SD of groups of values, each group around its own mean, and its degrees of freedom."""
+    ss, df = 0.0, 0
+    for g in (list(g) for g in groups):
+        if len(g) >= 2:
+            m = statistics.fmean(g)
+            ss, df = ss + sum((x - m) ** 2 for x in g), df + len(g) - 1
+    return (math.sqrt(ss / df) if df else math.nan), df
+
+
+def from_runs(doc: dict, metric: str) -> dict:
+    """Noise, spread and effects from runs at one budget: paired differences baseline - change."""
+    order = sorted(doc["runs"], key=lambda n: NAMES.index(n) if n in NAMES else len(NAMES))
+    runs = {n: {int(s): v[metric] for s, v in doc["runs"][n].items()} for n in order}
+    diffs = {n: [runs[BASE][s] - v[s] for s in sorted(set(runs.get(BASE, {})) & set(v))]
+             for n, v in runs.items() if n != BASE}
+    diffs = {n: d for n, d in diffs.items() if len(d) >= 2}
+    if LR not in diffs:
+        raise SystemExit(f"the runs file needs >= 2 seeds of {BASE} and {LR}")
+    effects = {}
+    for name, d in diffs.items():
+        m, sd = statistics.fmean(d), statistics.stdev(d)
+        se = sd / math.sqrt(len(d))
+        effects[name] = {"mean": m, "sd": sd, "se": se, "t": m / se if se else math.inf, "n": len(d)}
+    noise, noise_df = pooled(diffs.values())
+    return {"spread": pooled(v.values() for v in runs.values())[0], "noise": noise, "noise_df": noise_df,
+            "effects": effects, "effect": effects[LR]["mean"], "seeds": sorted({s for v in runs.values() for s in v})}
 
 
 def measure(table: dict, metric: str) -> dict:
     rows, names = table["rows"], list(table["grid"])
     vals = [{s: v[metric] for s, v in r["seeds"].items()} for r in rows]
-    ss = df = 0.0
-    for v in vals:  # across-seed spread of one state
-        if len(v) >= 2:
-            m = statistics.fmean(v.values())
-            ss, df = ss + sum((x - m) ** 2 for x in v.values()), df + len(v) - 1
-    spread = math.sqrt(ss / df)
-    pooled = {n: [0.0, 0] for n in names}  # per-seed noise of a paired difference, by the changed name
+    spread = pooled(v.values() for v in vals)[0]  # across-seed spread of one state
+    pairs = {n: [] for n in names}  # per-seed noise of a paired difference, by the changed name
     for i, a in enumerate(rows):
         for j in range(i + 1, len(rows)):
             changed = [n for n in names if a["config"][n] != rows[j]["config"][n]]
-            d = [vals[i][s] - vals[j][s] for s in sorted(set(vals[i]) & set(vals[j]))]
-            if len(changed) == 1 and len(d) >= 2:
-                m = statistics.fmean(d)
-                pooled[changed[0]][0] += sum((x - m) ** 2 for x in d)
-                pooled[changed[0]][1] += len(d) - 1
-    ss, df = sum(v[0] for v in pooled.values()), sum(v[1] for v in pooled.values())
-    noise, noise_df = math.sqrt(ss / df), df
-    by_name = {n: math.sqrt(v[0] / v[1]) for n, v in pooled.items() if v[1]}
+            if len(changed) == 1:
+                pairs[changed[0]].append([vals[i][s] - vals[j][s] for s in sorted(set(vals[i]) & set(vals[j]))])
+    noise, noise_df = pooled(d for ds in pairs.values() for d in ds)
+    by_name = {n: sd for n, ds in pairs.items() for sd, df in [pooled(ds)] if df}
 
     def key(config: dict) -> tuple:
         return tuple((n, config[n]) for n in names if n != "LEARNING_RATE")
@@ -107,18 +196,47 @@ def main(argv=None) -> None:
     p.add_argument("--experiments", type=int, default=30, help="per simulated node")
     p.add_argument("--real-fraction", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--source", choices=("auto", "table", "runs"), default="auto",
+                   help="where noise and effect come from (auto: the runs file if it exists, else the table)")
+    p.add_argument("--runs", type=Path, default=RUNS, help="cached runs at the tier budget (JSON)")
+    p.add_argument("--measure", type=int, metavar="N", help="first train the missing runs, seeds 0..N-1")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once while measuring")
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "tinyshakespeare.txt")
+    cpu = load_config("tiers")["tiers"]["cpu"]
+    p.add_argument("--budget-flops", type=float, default=float(cpu["budget_flops"]),
+                   help=f"training FLOPs per run (default the cpu tier's, {cpu['budget_flops']:.3g})")
     a = p.parse_args(argv)
-    m = measure(json.loads(a.table.read_text()), a.metric)
-    print(f"table {a.table.name}: seeds {m['seeds']}, {a.metric}")
-    print(f"  across-seed spread of one state: {m['spread']:.4f}")
-    print(f"  per-seed noise of a paired difference: {m['noise']:.4f} ({m['noise_df']} df, one-change pairs)")
-    print("    by the changed name: " + ", ".join(f"{n} {v:.4f}" for n, v in m["by_name"].items()))
-    base = m["effect_base"] if m["effect_base"] is not None else math.nan
-    print(f"  LEARNING_RATE 0.003 -> 0.006 effect: base {base:+.4f}, "
-          f"mean over {m['contexts']} contexts {m['effect_all']:+.4f} (head - candidate: + means 0.006 is better)")
+    if a.measure:
+        if not a.data.is_file():
+            raise SystemExit(f"no corpus at {a.data}: pass --data FILE")
+        measure_runs(a.runs, a.measure, int(a.budget_flops), a.data.resolve(), a.jobs)
+    if a.source == "runs" or (a.source == "auto" and a.runs.is_file()):
+        doc = json.loads(a.runs.read_text())
+        m = from_runs(doc, a.metric)
+        print(f"source: measured runs at {doc['budget_flops']:.3g} FLOPs (cpu tier budget {cpu['budget_flops']:.3g}) "
+              f"({a.runs.name}: {doc['machine']}, {doc['platform']}, torch {doc['torch']}, {doc['date']}), "
+              f"seeds {m['seeds']}, {a.metric}")
+        print(f"  across-seed spread of one state: {m['spread']:.4f}")
+        print(f"  per-seed noise of a paired difference: {m['noise']:.4f} ({m['noise_df']} df, baseline - change, "
+              f"centred per change)")
+        print("  paired effects, baseline - change (+ means the change is better):")
+        for name, e in m["effects"].items():
+            print(f"    {name:22s} {e['mean']:+.4f} SE {e['se']:.4f} t {e['t']:+.1f} (sd {e['sd']:.4f}, "
+                  f"{e['n']} seeds)")
+        effect = m["effect"]
+        print(f"  real candidates' effect: {LR}'s, {effect:+.4f}")
+    else:
+        m = measure(json.loads(a.table.read_text()), a.metric)
+        print(f"source: table {a.table.name} at 150 steps, seeds {m['seeds']}, {a.metric}")
+        print(f"  across-seed spread of one state: {m['spread']:.4f}")
+        print(f"  per-seed noise of a paired difference: {m['noise']:.4f} ({m['noise_df']} df, one-change pairs)")
+        print("    by the changed name: " + ", ".join(f"{n} {v:.4f}" for n, v in m["by_name"].items()))
+        base = m["effect_base"] if m["effect_base"] is not None else math.nan
+        print(f"  LEARNING_RATE 0.003 -> 0.006 effect: base {base:+.4f}, mean over {m['contexts']} contexts "
+              f"{m['effect_all']:+.4f} (head - candidate: + means 0.006 is better)")
+        effect = m["effect_all"] if math.isnan(base) else base
     noise = a.noise if a.noise is not None else m["noise"]
-    effect = a.effect if a.effect is not None else m["effect_all"] if math.isnan(base) else base
-    effect = abs(effect)  # a negative effect is the reverse change's real improvement
+    effect = abs(a.effect if a.effect is not None else effect)  # a negative effect: the reverse change is real
     spread = a.spread if a.spread is not None else m["spread"]
     rule = Rule(min_delta=a.min_delta, t=a.t)
     print(f"simulated: noise {noise:.4f}, effect {effect:+.4f}, spread {spread:.4f}, min_delta {rule.min_delta}, "

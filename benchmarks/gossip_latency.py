@@ -43,11 +43,13 @@ import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 
 from swarm_node import logs
-from swarm_node.messages import PRESENCE_TOPIC, BenchKey, Discovery, encode, message_id, state_hash
+from swarm_node.messages import PRESENCE_TOPIC, BenchKey, Discovery, SeedRun, encode, message_id, state_hash
 from swarm_node.p2p.network import MESH_DEGREE, SwarmNetwork
 
-BENCH = BenchKey(target="tinygpt", corpus=state_hash("gossip-latency corpus"), budget=60, tier="cpu")
+BENCH = BenchKey(target="tinygpt", corpus=state_hash("gossip-latency corpus"), tier="cpu", budget=2 * 10**12,
+                 unit="flops", device="cpu", torch="2.13.0")
 TOPIC = BENCH.topic()
+RUNS = [SeedRun(seed=s, val_bpb=2.0 + d, test_bpb=2.01 + d) for s, d in enumerate((-2e-3, -1e-3, 0, 1e-3, 2e-3))]
 LISTEN = ["/ip4/127.0.0.1/tcp/0"]
 GOAL_NODES, GOAL_P95_MS = 35, 250.0
 GAP_S = 0.1  # pause between messages, so one message's forwarding does not overlap the next
@@ -111,7 +113,8 @@ def discovery(author: str, k: int) -> Discovery:
         author=author, ts=time.time(), bench=BENCH,
         state=state_hash(f"LEARNING_RATE = {k + 2}e-4\n"), parent=state_hash(f"LEARNING_RATE = {k + 1}e-4\n"),
         diff=f"-LEARNING_RATE = {k + 1}e-4\n+LEARNING_RATE = {k + 2}e-4\n",
-        val_bpb=2.0, test_bpb=2.01, seeds=[k], noise=0.01, description=f"benchmark message {k}",
+        val_bpb=2.0, test_bpb=2.01, noise=0.01, description=f"benchmark message {k}",
+        runs=RUNS,
         hparams={"LEARNING_RATE": (k + 2) * 1e-4},
     )
 

@@ -3,12 +3,13 @@
 A 10-node swarm of real `swarm-node join` CLI processes on 127.0.0.1 (one process per node, each
 with its own SWARM_NODE_HOME in a temp dir, listening on 127.0.0.1:0), all on a copy of the toy
 research target (tests/toy_target: no torch, a known optimum) whose runs sleep 2 s, --tier cpu
---budget 1. node1 researches 3 experiments; nodes 2-4 bootstrap to node1, nodes 5-10 to a random
-one of nodes 1-4 (seeded), all with --max-experiments 0: they start from node1's best or adopt
-its keeps, whichever reaches them first. Once every node's
-ledger holds node1's final best, new nodes join one after the other, each with a fresh home,
---bootstrap to a random swarm node and --max-experiments 0; each is stopped (SIGTERM) once it has
-started from the best, so the swarm stays at 10 nodes.
+--budget 1 (training FLOPs, which the toy ignores) --max-seconds 11. node1 researches 3
+experiments; nodes 2-4 bootstrap to node1, nodes 5-10 to a random one of nodes 1-4 (seeded), all
+with --max-experiments 0: they start from node1's best or adopt its keeps (re-running one seed of
+each), whichever reaches them first. Once every node's ledger holds node1's final best, new nodes
+join one after the other, each with a fresh home, --bootstrap to a random swarm node and
+--max-experiments 0; each is stopped (SIGTERM) once it has started from the best, so the swarm
+stays at 10 nodes.
 
 Measured per joiner, all from the moment its process is started (`Popen`):
   listening   the node printed its listen address (interpreter start, imports, the hardware
@@ -45,7 +46,8 @@ TOY_TARGET = REPO / "tests" / "toy_target"
 SWARM_SIZE = 10
 RESEARCH_EXPERIMENTS = 3
 RUN_SLEEP_S = 2.0  # each toy run sleeps this long, so node1's keeps come after its peers are up
-NODE_ARGS = ["--tier", "cpu", "--budget", "1", "--listen", "/ip4/127.0.0.1/tcp/0", "--timeout-margin", "10"]
+# --budget: training FLOPs (the toy ignores them); --max-seconds: the wall limit of one run (the old budget + margin)
+NODE_ARGS = ["--tier", "cpu", "--budget", "1", "--listen", "/ip4/127.0.0.1/tcp/0", "--max-seconds", "11"]
 GOAL_S = 5.0
 START_TIMEOUT_S = 120.0  # one process to print its address
 CONVERGE_TIMEOUT_S = 300.0  # the swarm to agree on node1's best

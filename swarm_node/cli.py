@@ -17,7 +17,7 @@ log = structlog.get_logger("swarm_node.cli")
 
 EPILOG = """examples:
   swarm-node hardware                          what this machine is and which tier it joins
-  swarm-node run --solo --budget 20 --max-experiments 6 --data tinyshakespeare.txt
+  swarm-node run --solo --budget 2e11 --max-experiments 6 --data tinyshakespeare.txt
   swarm-node report                            progress.png and report.md from the ledger
 
 Everything a node keeps lives in SWARM_NODE_HOME (default ~/.swarm-node) or --home DIR."""
@@ -25,7 +25,17 @@ Everything a node keeps lives in SWARM_NODE_HOME (default ~/.swarm-node) or --ho
 
 def _research_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("research")
-    g.add_argument("--budget", type=float, help="training seconds per experiment (default: the tier's)")
+    g.add_argument("--budget", type=float, help="training budget of one run: FLOPs in compute mode (e.g. 2e11), "
+                   "seconds in time mode (default: the tier's; see `swarm-node hardware`)")
+    g.add_argument("--budget-mode", choices=("compute", "time"), default="compute",
+                   help="compute (default): every run trains for the same FLOPs, counted by the target's harness, "
+                   "so results do not depend on the machine's speed or load and can be shared; time: a fixed "
+                   "number of seconds (autoresearch), for one dedicated machine researching alone (`run --solo` "
+                   "only)")
+    g.add_argument("--max-seconds", type=float, metavar="S", help="wall-clock limit of one run, start-up and "
+                   "evaluation included; a run past it is a crash (too slow for this tier). Default: the tier's "
+                   "(compute mode), or budget + 60 + budget/4 (time mode)")
+    g.add_argument("--timeout-margin", type=float, dest="max_seconds", help=argparse.SUPPRESS)  # old name
     g.add_argument("--max-experiments", type=int, default=None, metavar="N",
                    help="stop after N experiments (the baseline not counted); default: run until Ctrl-C")
     g.add_argument("--data", metavar="FILE", help="train on your own corpus (its sha256 joins the benchmark key); "
@@ -42,8 +52,6 @@ def _research_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     g.add_argument("--threads", type=int, help="torch threads per training run (default: torch's choice)")
     g.add_argument("--seed", type=int, default=0, help="seed of the proposers' random choices")
-    g.add_argument("--timeout-margin", type=float, metavar="S", help="wall seconds a run may take beyond "
-                   "its budget (start-up, evaluation) before it is killed as hung; default 60 + budget/4")
     g.add_argument("--memory-limit", type=float, default=8.0, metavar="GB",
                    help="address-space limit of a CPU training run (default 8; 0 for none)")
     g.add_argument("--target", default="tinygpt", help="research target: a shipped name or a folder with "
@@ -63,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"swarm-node {__version__}")
     sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("hardware", help="show this machine's profile, tier, role and budget")
+    p = sub.add_parser("hardware", help="show this machine's profile, tier, role, budget and model")
     p.add_argument("--tier", help="show this tier instead of the detected one")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_hardware)
@@ -148,29 +156,33 @@ def cmd_hardware(args) -> int:
     tier = pick_tier(profile, args.tier)
     if args.json:
         print(json.dumps({"hardware": profile.as_dict(), "tier": tier.name, "role": tier.role,
-                          "budget": tier.budget, "baseline": tier.baseline}, indent=2))
+                          "budget_flops": tier.budget_flops, "time_budget": tier.time_budget,
+                          "max_seconds": tier.max_seconds, "seeds": tier.seeds, "confirm_seeds": tier.confirm_seeds,
+                          "baseline": tier.baseline}, indent=2))
         return 0
     device = profile.device_name or "none"
     print(f"accelerator  {profile.accelerator} ({device}{f', {profile.memory_gb} GB' if profile.memory_gb else ''})")
     print(f"cpu          {profile.cpu_cores} cores, {profile.ram_gb} GB RAM, torch {profile.torch}")
     print(f"tier         {tier.name}{' (override)' if args.tier else ''}: {tier.description}")
     print(f"role         {tier.role}")
-    print(f"budget       {tier.budget} s of training per experiment")
+    print(f"budget       {tier.budget_flops:.3g} training FLOPs per run (at most {tier.max_seconds:g} s of wall "
+          f"clock); --budget-mode time: {tier.time_budget:g} s")
+    print(f"seeds        {tier.seeds} per experiment, {tier.confirm_seeds} more to confirm a keep")
     print(f"model        {', '.join(f'{k}={v}' for k, v in tier.baseline.items())}")
     return 0
 
 
 def _options(args):
     from .research.session import Options
-    return Options(home=args.home, data=args.data, budget=args.budget, tier=args.tier,
+    return Options(home=args.home, data=args.data, budget=args.budget, budget_mode=args.budget_mode, tier=args.tier,
                    proposer=args.proposer, policy=args.policy, sigma=args.sigma, min_delta=args.min_delta,
                    device=args.device, threads=args.threads, seed=args.seed, target=args.target,
-                   margin=args.timeout_margin, memory_limit_gb=args.memory_limit or None)
+                   max_seconds=args.max_seconds, memory_limit_gb=args.memory_limit or None)
 
 
 def cmd_run(args) -> int:
     from .progress import Progress
-    from .research.loop import write_results_tsv
+    from .report import write_results_tsv
     from .research.session import build
 
     progress = Progress(args.max_experiments)
@@ -178,7 +190,7 @@ def cmd_run(args) -> int:
     research = build(_options(args), observer=progress)
     loop = research.loop
     log.info("solo research", tier=research.tier.name, role=research.tier.role,
-             budget=research.bench["budget"], corpus=research.corpus.name, home=str(research.home.root))
+             budget=_budget_label(research.bench), corpus=research.corpus.name, home=str(research.home.root))
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -218,6 +230,12 @@ def cmd_join(args) -> int:
     from .research.loop import BaselineFailed
     from .research.session import build
 
+    if args.budget_mode == "time":
+        print("error: --budget-mode time is for one dedicated machine researching alone (`swarm-node run --solo`): "
+              "a run's result in seconds depends on its machine's speed and load, so peers could not compare "
+              "theirs with it. A swarm shares compute budgets (the default, --budget-mode compute).",
+              file=sys.stderr)
+        return 2
     progress = Progress(args.max_experiments)
     logs.before_log = progress.clear if progress.tty else None
     research = build(_options(args))
@@ -227,7 +245,7 @@ def cmd_join(args) -> int:
                        dashboard_host=args.dashboard_host)
     node = Node(research, opts, observer=progress)
     log.info("joining the swarm", peer=node.peer_id, tier=research.tier.name, role=research.tier.role,
-             budget=research.bench["budget"], home=str(research.home.root))
+             budget=_budget_label(research.bench), home=str(research.home.root))
 
     failed: list[BaselineFailed] = []
 
@@ -314,7 +332,7 @@ def cmd_status(args) -> int:
     print(f"node       {data['peer_id']} ({state}, research {data['research']})")
     for addr in data["listen_addrs"]:
         print(f"listening  {addr}")
-    print(f"tier       {data['tier']} ({data['role']}), budget {data['bench']['budget']} s")
+    print(f"tier       {data['tier']} ({data['role']}), budget {_budget_label(data['bench'])}")
     peers = ", ".join(f"{p['peer'][:12]}…({p['tier'] or '?'})" for p in data["connected_peers"]) or "none"
     print(f"peers      {len(data['connected_peers'])} connected: {peers}; {data['known_peers']} known")
     if data["head"]:
@@ -325,9 +343,19 @@ def cmd_status(args) -> int:
               f"state {b['state'][:12]} by {b['author'][:12]}…")
     print(f"research   {data['experiments']} experiments, {data['keeps']} keeps, {data['adoptions']} adoptions, "
           f"{data['refused']} refused")
+    if data.get("noise"):
+        n = data["noise"]
+        print(f"noise      SD of a paired difference {n['paired_sd']:.4f} ({n['df']} df, pooled over this node's "
+              f"history); decisions on seeds {n['decision_seeds']}, confirmed on {n['confirm_seeds']}")
     rejected = ", ".join(f"{r} {n}" for r, n in data["rejected"].items()) or "none"
     print(f"rejected   {rejected}")
     return 0
+
+
+def _budget_label(bench: dict) -> str:
+    if bench.get("unit", "seconds") == "flops":
+        return f"{bench['budget']:.3g} FLOPs"
+    return f"{bench['budget']} s"
 
 
 def _alive(pid: int) -> bool:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import trio
 
-TYPES = ("join", "leave", "link", "unlink", "experiment", "discovery", "receipt", "adoption", "reject")
+TYPES = ("join", "leave", "link", "unlink", "experiment", "discovery", "receipt", "adoption", "reject", "effect")
 
 
 MAX_BYTES = 16 * 2**20   # rotate events.jsonl when it passes this size

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS peers (
     failed_verifications INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS discoveries (       -- one per tier and state: a train.py can win in two tiers
     state TEXT NOT NULL, bench TEXT NOT NULL, tier TEXT NOT NULL, author TEXT NOT NULL,
-    parent TEXT NOT NULL, diff TEXT NOT NULL, val_bpb REAL NOT NULL, test_bpb REAL, seeds TEXT NOT NULL,
+    parent TEXT NOT NULL, diff TEXT NOT NULL, val_bpb REAL NOT NULL, test_bpb REAL, seeds TEXT NOT NULL,  -- [[seed, val, test], ...]
     noise REAL NOT NULL, description TEXT NOT NULL, created_ts REAL NOT NULL,
     first_received_at REAL NOT NULL, first_from TEXT NOT NULL, PRIMARY KEY (tier, state));
 CREATE TABLE IF NOT EXISTS receipts (            -- every copy of a discovery that reached this node
@@ -61,6 +61,13 @@ CREATE TABLE IF NOT EXISTS foreign_states (      -- states peers claimed or meas
     status TEXT, val_bpb REAL, ts REAL NOT NULL, PRIMARY KEY (state, bench, author, kind));
 CREATE TABLE IF NOT EXISTS rejections (
     id INTEGER PRIMARY KEY AUTOINCREMENT, peer TEXT NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS effects (           -- what one hyperparameter of a kept state is worth, paired:
+    bench TEXT NOT NULL, state TEXT NOT NULL, parent TEXT, name TEXT NOT NULL,
+    value TEXT NOT NULL,                        -- json
+    effect REAL NOT NULL,                       -- mean paired improvement it brings, bpb, positive = helps
+    se REAL NOT NULL, seeds TEXT NOT NULL,      -- seeds: json list
+    kind TEXT NOT NULL,                         -- single (the keep changed only it) | ablation (reverted, paired)
+    measured_at REAL NOT NULL, PRIMARY KEY (bench, state, name));
 """
 
 FINISHED = ("baseline", "keep", "discard", "crash", "adopted", "refused")
@@ -191,6 +198,11 @@ class Ledger:
             return self.query("SELECT * FROM runs ORDER BY id")
         return self.query("SELECT * FROM runs WHERE experiment_id = ? ORDER BY id", (experiment_id,))
 
+    def state_runs(self, state: str) -> list[sqlite3.Row]:
+        """Every run of one state, whichever experiment ran it (runs are reproducible: seed -> values)."""
+        return self.query("SELECT runs.* FROM runs JOIN experiments ON runs.experiment_id = experiments.id"
+                          " WHERE experiments.state = ? ORDER BY runs.id", (state,))
+
     # --- the swarm -----------------------------------------------------------------------------
 
     def offer_best(self, bench: str, tier: str, state: str, val_bpb: float, test_bpb: float | None,
@@ -220,7 +232,7 @@ class Ledger:
                 " seeds, noise, description, created_ts, first_received_at, first_from)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (d.state, bench, d.bench.tier, d.author, d.parent, d.diff, d.val_bpb, d.test_bpb,
-                 json.dumps(d.seeds), d.noise, d.description, d.ts, now, received_from)).rowcount == 1
+                 json.dumps([[r.seed, r.val_bpb, r.test_bpb] for r in d.runs]), d.noise, d.description, d.ts, now, received_from)).rowcount == 1
             tx.execute("INSERT OR IGNORE INTO receipts(message_id, state, from_peer, received_at, tier)"
                        " VALUES (?,?,?,?,?)", (message_id, d.state, received_from, now, d.bench.tier))
             return new
@@ -274,6 +286,23 @@ class Ledger:
     def rejections_by_reason(self) -> dict[str, int]:
         return {r["reason"]: r["n"] for r in self.query(
             "SELECT reason, COUNT(*) AS n FROM rejections GROUP BY reason ORDER BY n DESC")}
+
+    def record_effect(self, *, bench: str, state: str, parent: str | None, name: str, value, effect: float,
+                      se: float, seeds: list[int], kind: str) -> None:
+        """Store (or replace) the measured paired effect of hyperparameter `name` in kept `state`."""
+        if kind not in ("single", "ablation"):
+            raise ValueError(f"effect kind must be 'single' or 'ablation', not {kind!r}")
+        with self.transaction() as tx:
+            tx.execute("INSERT OR REPLACE INTO effects(bench, state, parent, name, value, effect, se, seeds, kind,"
+                       " measured_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                       (bench, state, parent, name, json.dumps(value), effect, se, json.dumps(list(seeds)), kind,
+                        time.time()))
+
+    def effects(self, bench: str | None = None) -> list[sqlite3.Row]:
+        """Measured effects (value and seeds as stored: json), oldest first; one benchmark key's or all."""
+        if bench is None:
+            return self.query("SELECT * FROM effects ORDER BY measured_at, rowid")
+        return self.query("SELECT * FROM effects WHERE bench = ? ORDER BY measured_at, rowid", (bench,))
 
     def counters(self) -> dict[str, int]:
         rows = self.query("SELECT status, COUNT(*) AS n FROM experiments GROUP BY status")

@@ -20,17 +20,18 @@ import trio
 
 from . import __version__
 from .events import EventLog
-from .messages import Adoption, BenchKey, Best, Claim, Discovery, Presence, Result
+from .messages import Adoption, BenchKey, Best, Claim, Discovery, Presence, Result, SeedRun
 from .p2p.identity import load_or_create_identity
 from .p2p.network import OFFENSES as NETWORK_OFFENSES
 from .p2p.network import DEFAULT_QUOTAS, FORWARD_RATE, ConnectError, SwarmNetwork, SyncError, presence_dial_addrs
 from .research.hparams import read_block
-from .research.loop import ExperimentRecord, Observer, tier_baseline
+from .research.adoption import Offer, Runs, Verdict, admit
 from .research.claims import ClaimBook
+from .research.loop import ExperimentRecord, Observer, tier_baseline
 from .research.policy import check_change, check_value, diff_reason
 from .research.proposers.base import TransferCandidate
 from .research.session import Research
-from .research.workspace import apply_diff, state_hash
+from .research.workspace import state_hash
 from .standing import Standing
 
 log = structlog.get_logger("swarm_node.node")
@@ -39,8 +40,10 @@ WANTED_PEERS = 4  # a node with fewer connections dials peers it hears of (see _
 DIAL_EVERY_S = 60.0  # a peer heard of through Presence is dialled at most this often
 MAX_DIALS = 2  # dials of heard-of peers in flight at once
 PENDING_PER_AUTHOR = 2  # discoveries of one author waiting for adoption; more are dropped
+MAX_PENDING = 64  # all authors together (the worst are dropped)
 MAX_HEARD = 256  # other tiers' discoveries waiting for a trusted verification
 MAX_TRANSFERS = 16
+MAX_REPORTED = 20_000  # (state, seed) runs peers reported in our benchmark key, remembered for reuse
 # What only a hostile peer sends: the network's protocol violations and discoveries that lie.
 OFFENSES = NETWORK_OFFENSES | {"false-claim", "bad-patch"}
 
@@ -85,9 +88,11 @@ class Node:
         self._seen_holding: set[tuple[str, str]] = set()  # (peer, discovery id) pairs already drawn
         self._dialing: set[str] = set()
         self._dialed_at: OrderedDict[str, float] = OrderedDict()  # heard-of peer -> last dial (monotonic)
-        budgets = 4 * research.loop.settings.budget + 60  # "a few budgets", for claims and verifications
+        budgets = 4 * research.loop.settings.budget.max_seconds + 60  # "a few runs", for claims and verifications
         self.standing = Standing(refill_s=budgets, clock=opts.clock)
         self.loop.claims = ClaimBook(ttl_s=budgets, clock=opts.clock)
+        self._reported: OrderedDict[tuple[str, int], tuple[float, float | None, str]] = OrderedDict()
+        self.loop.reported = self._reported_run
         self._heard: OrderedDict[str, Discovery] = OrderedDict()  # other tiers' discoveries, by state
         # what every state this node runs derives from: the target's train.py at the tier's size
         self.root_source = tier_baseline((research.target.dir / "train.py").read_text(), research.tier.baseline)
@@ -97,6 +102,7 @@ class Node:
         self.handled = None  # optional hook(message_id_hex): the replay's gossip barrier counts deliveries
         self.published = None  # optional hook(message_id_hex, msg)
         self.pending: dict[str, Discovery] = {}  # discoveries waiting to be adopted, by state
+        self._deferred: set[str] = set()  # pending states already recorded as waiting for a verification budget
         self.news = trio.Event()  # set when something arrives that the research task may want
         self.started = time.monotonic()
         self.research_done = False
@@ -260,7 +266,7 @@ class Node:
                 log.exception("could not handle a message", type=msg.type, peer=peer[:16])
             if self.handled is not None:
                 self.handled(message_id.hex())
-            if self.pending:
+            if self.has_news():
                 self.news.set()
 
     def apply_inbox(self, order) -> None:
@@ -307,6 +313,7 @@ class Node:
             self.loop.claims.add(msg.author, msg.state)
         elif isinstance(msg, Result) and msg.bench == self.bench:
             self.loop.foreign_states.add(msg.state)
+            self._note_runs(msg.state, msg.runs, msg.author)
         elif isinstance(msg, Discovery) and facts:
             self._discovery_received(msg, peer)
         elif isinstance(msg, Adoption) and facts:
@@ -325,6 +332,7 @@ class Node:
                  description=d.description)
         if d.bench == self.bench:
             self.loop.foreign_states.add(d.state)  # measured by a peer in our benchmark key
+            self._note_runs(d.state, d.runs, d.author)
             waiting = [s for s, p in self.pending.items() if p.author == d.author]
             if len(waiting) >= PENDING_PER_AUTHOR:  # keep the author's best few; a flood buys nothing
                 worst = max(waiting, key=lambda s: self.pending[s].val_bpb)
@@ -332,11 +340,28 @@ class Node:
                     self._rejected("budget:pending", d.author, d)
                     return
                 self._rejected("budget:pending", d.author, self.pending.pop(worst))
+            if not self.standing.may_verify(d.author, spend=False):
+                self._deferred.add(d.state)
+                self._rejected("budget:verify", d.author, d)  # it waits until the author's budget refills
             self.pending[d.state] = d  # adopted between experiments by the research task
+            while len(self.pending) > MAX_PENDING:
+                self._rejected("budget:pending", d.author, self.pending.pop(max(self.pending, key=self._pending_rank)))
         elif d.bench.target == self.bench.target and d.bench.corpus == self.bench.corpus:
             self._heard[d.state] = d  # a transfer candidate once a peer in good standing verifies it
             while len(self._heard) > MAX_HEARD:
                 self._heard.popitem(last=False)
+
+    def _note_runs(self, state: str, runs: list[SeedRun], author: str) -> None:
+        for r in runs:
+            self._reported[(state, r.seed)] = (r.val_bpb, r.test_bpb, author)
+            self._reported.move_to_end((state, r.seed))
+        while len(self._reported) > MAX_REPORTED:
+            self._reported.popitem(last=False)
+
+    def _reported_run(self, state: str, seed: int) -> tuple[float, float | None, str] | None:
+        """A run a proven peer reported: reused rather than re-run (an unproven peer's word is not)."""
+        found = self._reported.get((state, seed))
+        return found if found is not None and self.standing.proven(found[2]) else None
 
     def _maybe_transfer(self, a: Adoption) -> None:
         """Another tier's discovery becomes a transfer candidate when a peer in good standing, not its
@@ -374,8 +399,16 @@ class Node:
 
     # --- research -------------------------------------------------------------------------------
 
+    def _pending_rank(self, state: str) -> tuple[float, str]:
+        return self.pending[state].val_bpb, state
+
+    def has_news(self) -> bool:
+        """A discovery waits whose author's claims we may verify now."""
+        return any(self.standing.may_verify(d.author, spend=False) for d in self.pending.values()
+                   if d.author not in self.net.banned)
+
     async def _wait_for_news(self) -> None:
-        if self.pending:
+        if self.has_news():
             return
         self.news = trio.Event()
         with trio.move_on_after(30):
@@ -444,9 +477,21 @@ class Node:
         self.ledger.offer_best(self.bench_json, self.bench.tier, head.state, head.val_bpb, head.test_bpb, author)
 
     async def _adopt_pending(self) -> None:
-        while self.pending:
-            state = min(self.pending, key=lambda s: self.pending[s].val_bpb)
-            d = self.pending.pop(state)
+        """The best waiting discoveries first; one whose author's verification budget is spent waits
+        (rationed, not forgotten: an honest peer's last discovery must still converge the swarm)."""
+        while True:
+            for state in [s for s, d in self.pending.items() if d.author in self.net.banned]:
+                del self.pending[state]  # a banned author's claims cost nothing more
+            self._deferred &= set(self.pending)
+            ready = [s for s, d in self.pending.items() if self.standing.may_verify(d.author, spend=False)]
+            for state, d in self.pending.items():
+                if state not in ready and state not in self._deferred:
+                    self._deferred.add(state)  # recorded once: it waits for its author's budget
+                    self._rejected("budget:verify", d.author, d)
+            if not ready:
+                return
+            d = self.pending.pop(min(ready, key=self._pending_rank))
+            self._deferred.discard(d.state)
             try:  # each discovery in its own error boundary
                 await self._consider(d)
             except Exception as exc:
@@ -454,11 +499,13 @@ class Node:
                 self._rejected(f"error:{type(exc).__name__}", d.author, d)
 
     async def _consider(self, d: Discovery) -> None:
-        """Fetch, patch, check and (if it still beats our head) verify and adopt one discovery."""
-        if not self.loop.noise.improves(d.val_bpb, self.loop.head.val_bpb):
-            return  # not better than what we run: nothing to do
-        if not self.standing.may_verify(d.author):
-            self._rejected("budget:verify", d.author, d)  # its claims cost us training runs: rationed
+        """Fetch, patch and check one discovery; if it would beat our head, let the loop verify and
+        adopt it, and act on the loop's verdict."""
+        runs: Runs = {r.seed: (r.val_bpb, r.test_bpb) for r in d.runs}
+        if not self.loop.outranks_head(runs, d.state):
+            return  # not better than what we run (in the register's order): nothing to do
+        if not self.standing.may_verify(d.author):  # its claims cost us training runs: rationed
+            self.pending.setdefault(d.state, d)
             return
         parent = self.ledger.state_source(d.parent)
         if parent is None:
@@ -466,37 +513,31 @@ class Node:
         if parent is None:
             self._rejected("parent-unavailable", d.author, d)
             return
-        patched = apply_diff(parent, d.diff)
-        if not patched.ok:
-            self._rejected("bad-patch", d.author, d)
-            log.warning("a discovery's diff does not apply", author=d.author[:16], reason=patched.error)
+        settings = self.loop.settings
+        source, refused = admit(parent, d.diff, d.state, root_source=self.root_source, policy=settings.policy,
+                                space=settings.space)
+        if refused is not None:
+            reason = f"policy:{refused.detail}" if refused.verdict is Verdict.POLICY else refused.verdict.value
+            self._rejected(reason, d.author, d)
             return
-        if state_hash(patched.source) != d.state:
-            self._rejected("state-mismatch", d.author, d)
-            return
-        why = self.admissible(patched.source)
-        if why:
-            self._rejected(f"policy:{why}", d.author, d)
-            return
-        record = await self.loop.adopt(parent_src=parent, new_src=patched.source, claimed_val=d.val_bpb,
-                                       description=d.description, source=d.state, author=d.author,
-                                       verify=self.opts.verify)
-        if record is None:
-            return
-        if record.status == "refused" and "claimed" in record.reason:
+        outcome = await self.loop.adopt(Offer(d.state, source, runs, d.description, d.author), verify=self.opts.verify)
+        if outcome.verdict is Verdict.FALSE_CLAIM:
             self.ledger.note_failed_verification(d.author)
             self._rejected("false-claim", d.author, d)
             if self.standing.verified(d.author, held=False):
                 log.warning("banning a peer for repeated false claims", peer=d.author[:16])
                 self.net.ban(d.author, "false-claim")
-        if record.status == "adopted":
+        elif outcome.verdict is Verdict.FAILED_TO_RUN:
+            log.warning("could not re-run a peer's discovery here (not the peer's fault)", author=d.author[:16],
+                        detail=outcome.detail)
+        elif outcome.verdict is Verdict.ADOPTED:
             if self.opts.verify:
                 self.standing.verified(d.author, held=True)
             self._offer_head(d.author)
             head = self.loop.head
             adoption = Adoption(author=self.peer_id, ts=time.time(), bench=self.bench, discovery_state=d.state,
-                                state=head.state, val_bpb=record.val_bpb if self.opts.verify else None,
-                                verified=self.opts.verify)
+                                state=head.state, val_bpb=head.val_bpb if self.opts.verify else None,
+                                verified=self.opts.verify, runs=_seed_runs(outcome.measured))
             self.ledger.record_adoption(adoption, received_from=self.peer_id)
             self.events.emit("adoption", id=discovery_id(d.bench.tier, d.state), peer=self.peer_id, state=head.state,
                              val_bpb=adoption.val_bpb, verified=adoption.verified)
@@ -519,6 +560,10 @@ class Node:
             "tier": self.bench.tier, "role": self.research.tier.role, "bench": self.bench.model_dump(),
             "connected": self.net.connected_peers(),
             "head": None if head is None else {"state": head.state, "val_bpb": head.val_bpb, "test_bpb": head.test_bpb},
+            "noise": None if self.loop.noise is None else {
+                "paired_sd": self.loop.noise.sd, "df": self.loop.noise.total_df,
+                "decision_seeds": list(self.loop.settings.decision_seeds),
+                "confirm_seeds": list(self.loop.settings.confirm_seeds)},
             "pending_adoptions": len(self.pending), "live_claims": len(self.loop.claims),
             "transfer_candidates": len(self.loop.transfers), "banned": sorted(self.net.banned),
             "research": "finished" if self.research_done else "running",
@@ -570,7 +615,8 @@ class _Publisher(Observer):
         if record.parent and record.proposer != "adoption":
             await self.node._publish(Claim(author=self.node.peer_id, ts=time.time(), bench=self.node.bench,
                                            state=record.state, parent=record.parent,
-                                           description=record.description[:200]))
+                                           description=record.description[:200],
+                                           seeds=list(self.node.loop.settings.decision_seeds)))
 
     async def run_started(self, record, seed, budget) -> None:
         await self.node.inner.run_started(record, seed, budget)
@@ -584,7 +630,7 @@ class _Publisher(Observer):
             await n._publish(Result(author=n.peer_id, ts=time.time(), bench=n.bench, state=record.state,
                                     parent=record.parent, description=record.description[:200], status=record.status,
                                     val_bpb=record.val_bpb, test_bpb=record.test_bpb,
-                                    seed=record.seeds[0] if record.seeds else 0))
+                                    runs=_seed_runs(record.runs)))
 
     async def discovery(self, record: ExperimentRecord, noise: float) -> None:
         await self.node.inner.discovery(record, noise)
@@ -592,8 +638,8 @@ class _Publisher(Observer):
         parent = n.ledger.state_source(record.parent)
         changed = {k: v for k, v in record.hparams.items() if read_block(parent).get(k) != v} if parent else {}
         d = Discovery(author=n.peer_id, ts=time.time(), bench=n.bench, state=record.state, parent=record.parent,
-                      diff=record.diff, val_bpb=record.val_bpb, test_bpb=record.test_bpb, seeds=record.seeds,
-                      noise=noise, description=record.description[:200], hparams=changed)
+                      diff=record.diff, val_bpb=record.val_bpb, test_bpb=record.test_bpb,
+                      runs=_seed_runs(record.runs), noise=noise, description=record.description[:200], hparams=changed)
         n.ledger.record_discovery(d, bench=n.bench_json, received_from=n.peer_id, message_id="own:" + d.state)
         n._offer_head(n.peer_id)
         n.events.emit("discovery", id=discovery_id(n.bench.tier, d.state), peer=n.peer_id, tier=n.bench.tier, state=d.state, parent=d.parent,
@@ -601,6 +647,18 @@ class _Publisher(Observer):
         await n._publish(d)
         if n.opts.republish_discoveries:
             n.nursery.start_soon(n._publish_again, d)
+
+
+    async def effect(self, effect: dict) -> None:
+        await self.node.inner.effect(effect)
+        n = self.node
+        n.events.emit("effect", peer=n.peer_id, tier=n.bench.tier, state=effect["state"], name=effect["name"],
+                      value=effect["value"], effect=effect["effect"], se=effect["se"], seeds=effect["seeds"],
+                      kind=effect["kind"])
+
+
+def _seed_runs(runs: Runs) -> list[SeedRun]:
+    return [SeedRun(seed=s, val_bpb=v, test_bpb=t) for s, (v, t) in sorted(runs.items())]
 
 
 def discovery_id(tier: str, state: str) -> str:

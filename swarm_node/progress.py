@@ -23,7 +23,7 @@ class Progress(Observer):
         self.current: ExperimentRecord | None = None
         self.seed = 0
         self.started = 0.0
-        self.budget = 0.0
+        self.budget = None  # the run's Budget
         self.best: float | None = None
         self.counts = {"keep": 0, "discard": 0, "crash": 0, "adopted": 0}
         self.done = 0
@@ -37,12 +37,15 @@ class Progress(Observer):
         if self.current is None:
             return tally
         elapsed = time.monotonic() - self.started
-        filled = min(BAR, int(BAR * elapsed / max(self.budget, 1e-9)))
-        bar = "#" * filled + "-" * (BAR - filled)
+        if self.budget is not None and self.budget.mode == "time":  # a bar only where the end is a time
+            filled = min(BAR, int(BAR * elapsed / self.budget.amount))
+            clock = f"[{'#' * filled + '-' * (BAR - filled)}] {elapsed:4.0f}/{self.budget.amount:.0f}s"
+        else:
+            clock = f"{elapsed:4.0f}s of {self.budget.label() if self.budget else '?'}"
         which = "baseline" if self.current.proposer == "baseline" else \
             f"exp {self.done + 1}" + (f"/{self.total}" if self.total else "")
         desc = self.current.description[:48]
-        return f"[{which}] {desc} | seed {self.seed} [{bar}] {elapsed:4.0f}/{self.budget:.0f}s | {tally}"
+        return f"[{which}] {desc} | seed {self.seed} {clock} | {tally}"
 
     def draw(self) -> None:
         if self.tty:
@@ -65,7 +68,7 @@ class Progress(Observer):
             self.counts[record.status] += 1
         if record.status in ("baseline", "keep", "adopted") and record.val_bpb is not None:
             self.best = record.val_bpb
-        if record.proposer not in ("baseline", "adoption"):
+        if record.proposer not in ("baseline", "adoption", "ablation"):
             self.done += 1
         self.current = None
 

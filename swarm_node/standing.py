@@ -53,8 +53,8 @@ class Standing:
         """A valid message from `peer`: it becomes known (and stays remembered)."""
         self._record(peer)
 
-    def may_verify(self, author: str) -> bool:
-        """Spend one verification on `author`'s claim if its budget allows."""
+    def may_verify(self, author: str, spend: bool = True) -> bool:
+        """Spend one verification on `author`'s claim if its budget allows (`spend=False`: only ask)."""
         r = self._record(author)
         proven = r.verified > 0 and r.good
         buckets = [(r, PROVEN_AUTHOR_BURST if proven else NEW_AUTHOR_BURST)]
@@ -64,7 +64,7 @@ class Standing:
             self._refill(bucket, burst)
         if any(bucket.tokens < 1 for bucket, _ in buckets):
             return False
-        for bucket, _ in buckets:
+        for bucket, _ in buckets if spend else ():
             bucket.tokens -= 1
         return True
 
@@ -89,3 +89,9 @@ class Standing:
         """Known to this node, and never caught lying or breaking the protocol."""
         r = self._peers.get(peer)
         return r is not None and r.good
+
+    def proven(self, peer: str) -> bool:
+        """Good, and at least one of its claims re-ran here to the same values: its reported runs
+        are reused instead of re-run (runs are reproducible)."""
+        r = self._peers.get(peer)
+        return r is not None and r.good and r.verified > 0

@@ -42,16 +42,33 @@ def test_hostile_load_quick_prints_both_goal_lines():
                      out, re.M), out
 
 
-def test_decision_quality_prints_both_rates():
-    """benchmarks/decision_quality.py at a small trial count: the measured table's figures and both
-    rates with their trial counts; never whether a goal is met."""
-    proc = subprocess.run([sys.executable, "benchmarks/decision_quality.py", "--nodes", "4", "--experiments", "10"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
-    out = proc.stdout
-    assert proc.returncode == 0, out + proc.stderr
-    assert re.search(r"per-seed noise of a paired difference: [\d.]+ \(\d+ df", out), out
-    assert re.search(r"LEARNING_RATE 0.003 -> 0.006 effect: base [+-][\d.]+, mean over \d+ contexts", out), out
-    assert re.search(r"K=3, C=2, 4 nodes x 10 experiments, .* seed 0$", out, re.M), out
-    assert re.search(r"^false-keep rate: [\d.]+ % of \d+ null candidates \(goal <= 5 %\): (met|NOT met)$", out,
-                     re.M), out
-    assert re.search(r"^hit rate: [\d.]+ % of \d+ real candidates \(goal >= 80 %\): (met|NOT met)$", out, re.M), out
+def test_decision_quality_prints_both_rates(tmp_path):
+    """benchmarks/decision_quality.py at a small trial count, from the 150-step table and from a runs
+    file (written here, 3 seeds): the source, the noise, the effects and both rates with their trial
+    counts; never whether a goal is met."""
+    import json
+    runs = {"baseline": [2.50, 2.52, 2.48], "LEARNING_RATE=0.006": [2.45, 2.48, 2.44],
+            "INIT=kaiming": [2.51, 2.52, 2.50]}
+    (tmp_path / "runs.json").write_text(json.dumps({
+        "budget_flops": 450_000_000_000, "machine": "test", "platform": "test", "torch": "0", "date": "today",
+        "runs": {n: {str(s): {"val_bpb": v} for s, v in enumerate(vals)} for n, vals in runs.items()}}))
+    for source in ("table", "runs"):
+        proc = subprocess.run([sys.executable, "benchmarks/decision_quality.py", "--nodes", "4", "--experiments", "10",
+                               "--source", source, "--runs", str(tmp_path / "runs.json")],
+                              cwd=REPO, capture_output=True, text=True, timeout=60)
+        out = proc.stdout
+        assert proc.returncode == 0, out + proc.stderr
+        assert re.search(r"per-seed noise of a paired difference: [\d.]+ \(\d+ df", out), out
+        if source == "table":
+            assert re.search(r"^source: table table.json at 150 steps", out, re.M), out
+            assert re.search(r"LEARNING_RATE 0.003 -> 0.006 effect: base [+-][\d.]+, mean over \d+ contexts", out), out
+        else:
+            assert re.search(r"^source: measured runs at 4.5e\+11 FLOPs", out, re.M), out
+            assert re.search(r"^ +LEARNING_RATE=0.006 +\+0.0433 SE [\d.]+ t \+[\d.]+ \(sd [\d.]+, 3 seeds\)$", out,
+                             re.M), out
+            assert re.search(r"^ +INIT=kaiming +-0.0100 SE", out, re.M), out
+        assert re.search(r"K=3, C=2, 4 nodes x 10 experiments, .* seed 0$", out, re.M), out
+        assert re.search(r"^false-keep rate: [\d.]+ % of \d+ null candidates \(goal <= 5 %\): (met|NOT met)$", out,
+                         re.M), out
+        assert re.search(r"^hit rate: [\d.]+ % of \d+ real candidates \(goal >= 80 %\): (met|NOT met)$", out,
+                         re.M), out

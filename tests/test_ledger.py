@@ -1,7 +1,10 @@
 """The ledger on real SQLite: discoveries per tier, and a ledger of an earlier version upgraded in place."""
 from __future__ import annotations
 
+import json
 import sqlite3
+
+import pytest
 
 from swarm_node.ledger import Ledger
 from test_messages import samples
@@ -74,3 +77,37 @@ def test_a_register_keyed_by_tier_is_dropped_on_upgrade(tmp_path):
     ledger = Ledger(path)
     assert ledger.best("{}") is None
     assert ledger.offer_best("{}", "cpu", "s" * 64, 2.0, None, "me")
+
+
+def test_effects_are_stored_per_benchmark_state_and_name(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    ledger = Ledger(path)
+    ledger.record_effect(bench="b1", state="s", parent="p", name="NORM", value="rmsnorm", effect=0.02, se=0.004,
+                         seeds=[0, 1], kind="ablation")
+    ledger.record_effect(bench="b1", state="s", parent="p", name="NORM", value="rmsnorm", effect=0.03, se=0.004,
+                         seeds=[0, 1, 2], kind="ablation")  # measured again: replaces
+    ledger.record_effect(bench="b2", state="s", parent="p", name="LEARNING_RATE", value=0.006, effect=0.01,
+                         se=0.002, seeds=[0], kind="single")
+    assert [(r["bench"], r["name"], r["effect"], r["seeds"]) for r in ledger.effects()] == [
+        ("b1", "NORM", 0.03, "[0, 1, 2]"), ("b2", "LEARNING_RATE", 0.01, "[0]")]
+    (row,) = ledger.effects("b2")
+    assert json.loads(row["value"]) == 0.006 and row["kind"] == "single" and row["parent"] == "p"
+    with pytest.raises(ValueError):
+        ledger.record_effect(bench="b1", state="s", parent="p", name="X", value=1, effect=0, se=0, seeds=[],
+                             kind="guess")
+    ledger.close()
+    assert len(Ledger(path).effects("b1")) == 1  # kept across a restart
+
+
+def test_a_ledger_without_the_effects_table_gains_it(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    Ledger(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE effects")
+    db.commit()
+    db.close()
+    ledger = Ledger(path)
+    assert ledger.effects() == []
+    ledger.record_effect(bench="b", state="s", parent=None, name="INIT", value="kaiming", effect=0.1, se=0.01,
+                         seeds=[0], kind="single")
+    assert ledger.effects("b")[0]["name"] == "INIT"

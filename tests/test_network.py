@@ -34,6 +34,7 @@ from swarm_node.messages import (
     Claim,
     Discovery,
     Presence,
+    SeedRun,
     encode,
     message_id,
     state_hash,
@@ -54,15 +55,17 @@ from swarm_node.p2p.network import (
 PARENT_SRC = "LEARNING_RATE = 6e-4\n"
 CHILD_SRC = "LEARNING_RATE = 8e-4\n"
 PARENT, CHILD = state_hash(PARENT_SRC), state_hash(CHILD_SRC)
-BENCH = BenchKey(target="tinygpt", corpus=state_hash("corpus"), budget=60, tier="cpu")
+BENCH = BenchKey(target="tinygpt", corpus=state_hash("corpus"), tier="cpu", budget=2 * 10**12, unit="flops",
+                 device="cpu", torch="2.13.0")
 TOPIC = BENCH.topic()
 TOPICS = [PRESENCE_TOPIC, TOPIC]
 LOCAL = "/ip4/127.0.0.1/tcp/0"
+RUNS = [SeedRun(seed=s, val_bpb=2.25 + d, test_bpb=2.3 + d) for s, d in enumerate((-0.002, 0.0, 0.002, -0.001, 0.001))]
 
 
 def discovery(author: str, diff: str = "-LEARNING_RATE = 6e-4\n+LEARNING_RATE = 8e-4\n", **changes):
     fields = dict(author=author, ts=time.time(), bench=BENCH, state=CHILD, parent=PARENT, diff=diff,
-                  val_bpb=2.25, test_bpb=2.3, seeds=[1, 2], noise=0.01, description="lr up",
+                  val_bpb=2.25, test_bpb=2.3, runs=RUNS, noise=0.01, description="lr up",
                   hparams={"LEARNING_RATE": 8e-4})
     fields.update(changes)
     return Discovery(**fields)

@@ -1,4 +1,5 @@
 """Three (then four) nodes started from the CLI in separate processes on 127.0.0.1."""
+import json
 import os
 import re
 import signal
@@ -11,15 +12,14 @@ import pytest
 
 from conftest import REPO, ledger_rows, slow_toy_target, swarm_node
 
-NODE_ARGS = ["--tier", "cpu", "--budget", "1", "--listen", "/ip4/127.0.0.1/tcp/0",
-             "--presence-interval", "1", "--timeout-margin", "10"]
+NODE_ARGS = ["--tier", "cpu", "--listen", "/ip4/127.0.0.1/tcp/0", "--presence-interval", "1", "--max-seconds", "30"]
 
 
 class Swarm:
     def __init__(self, tmp: Path):
         self.tmp = tmp
         # every run sleeps a little, so that peers are up before the first discovery
-        self.target = slow_toy_target(tmp / "toy_target", 3)
+        self.target = slow_toy_target(tmp / "toy_target", 0.5)
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str, *args: str, env: dict | None = None) -> subprocess.Popen:
@@ -79,39 +79,42 @@ def status(name, swarm):
     return swarm_node("status", "--json", home=swarm.tmp / name, timeout=30)
 
 
-def test_a_keep_spreads_is_verified_and_adopted_and_a_late_joiner_starts_from_the_best(swarm):
-    # node1 researches (slowly, so the others are up before its first keep); node2 and node3 only adopt.
-    swarm.start("node1", "--max-experiments", "3")
-    addr = swarm.bootstrap_addr("node1")
-    peer1 = addr.rsplit("/p2p/", 1)[1]
-    for name in ("node2", "node3"):
-        swarm.start(name, "--bootstrap", addr, "--max-experiments", "0")
+def head_of(name, swarm):
+    data = json.loads(status(name, swarm).stdout)
+    return data["head"]["state"] if data.get("head") else None
 
-    for name in ("node2", "node3"):
-        adopted = wait_for(lambda: swarm.rows(name, "SELECT * FROM experiments WHERE status = 'adopted'"), 120,
-                           lambda: f"{name} adopted nothing:\n" + swarm.log(name) + swarm.log("node1"))[0]
-        assert "verified: claimed" in adopted["reason"]
-        runs = swarm.rows(name, "SELECT * FROM runs WHERE experiment_id = ?", (adopted["id"],))
-        assert len(runs) == 1 and runs[0]["status"] == "ok"  # re-measured before adoption
-        seen = swarm.rows(name, "SELECT * FROM discoveries WHERE state = ?", (adopted["source"],))
-        assert seen[0]["author"] == peer1 and seen[0]["first_from"] == peer1
-        keep = swarm.rows("node1", "SELECT * FROM experiments WHERE status = 'keep' AND state = ?", (adopted["source"],))
-        assert keep, "the adopted discovery is one of node1's keeps"
-    # node1 learns of both adoptions through Adoption messages
-    wait_for(lambda: len({r["peer"] for r in swarm.rows("node1", "SELECT peer FROM adoptions")}) >= 2, 60,
-             lambda: "node1 saw no adoptions:\n" + swarm.log("node1"))
 
-    # node1 finishes its 3 experiments; the swarm's best is then node1's best
-    wait_for(lambda: "research finished" in swarm.log("node1"), 120, lambda: swarm.log("node1"))
-    best = swarm.rows("node1", "SELECT * FROM best WHERE tier = 'cpu'")[0]
+def test_three_researching_nodes_converge_on_one_head_and_a_late_joiner_starts_from_it(swarm, tmp_path):
+    """Every node researches; one runs with --threads 1 beside a CPU-bound process. Runs are
+    reproducible, so every verification holds: the nodes end on one head, no honest peer is flagged."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        swarm.start("node1", "--seed", "1", "--max-experiments", "4")
+        addr = swarm.bootstrap_addr("node1")
+        swarm.start("node2", "--bootstrap", addr, "--seed", "2", "--max-experiments", "4", "--threads", "1")
+        swarm.start("node3", "--bootstrap", addr, "--seed", "3", "--max-experiments", "4")
+        names = ("node1", "node2", "node3")
+        wait_for(lambda: all("research finished" in swarm.log(n) for n in names), 300,
+                 lambda: "\n".join(swarm.log(n)[-3000:] for n in names))
+        wait_for(lambda: len({head_of(n, swarm) for n in names}) == 1, 120,
+                 lambda: "heads differ: " + str({n: head_of(n, swarm) for n in names}))
+    finally:
+        hog.kill()
+        hog.wait()
+    head = head_of("node1", swarm)
+    for name in names:
+        assert not swarm.rows(name, "SELECT * FROM rejections WHERE reason = 'false-claim'"), swarm.log(name)
+        assert json.loads(status(name, swarm).stdout)["banned"] == []
+    adopted = [r for n in names for r in swarm.rows(n, "SELECT * FROM experiments WHERE status = 'adopted'")]
+    assert adopted and all("reproduced" in r["reason"] for r in adopted), adopted
+    # the common head is the best any node kept, by the register's order (mean over the tier's seeds)
+    keeps = [r for n in names for r in swarm.rows(n, "SELECT * FROM experiments WHERE status = 'keep'")]
+    assert min(keeps, key=lambda r: (r["val_bpb"], r["state"]))["state"] == head
+
     swarm.start("node4", "--bootstrap", addr, "--max-experiments", "0")
     first = wait_for(lambda: swarm.rows("node4", "SELECT * FROM experiments WHERE status = 'baseline'"), 90,
                      lambda: "node4 measured no start state:\n" + swarm.log("node4"))[0]
-    assert first["state"] == best["state"], swarm.log("node4")
-    assert first["description"].startswith("start from the swarm's best")
-
-    st = status("node2", swarm)
-    assert '"connected_peers"' in st.stdout and peer1 in st.stdout
+    assert first["state"] == head and first["description"].startswith("start from the swarm's best")
 
 
 def test_kill_9_and_restart_keeps_the_identity_reconnects_and_the_ledger(swarm):
@@ -129,6 +132,5 @@ def test_kill_9_and_restart_keeps_the_identity_reconnects_and_the_ledger(swarm):
     assert peer2_again == peer2
     after = swarm.rows("node2", "SELECT * FROM experiments ORDER BY id")
     assert after[:len(before)] == before
-    import json
     wait_for(lambda: any(p["peer"] == peer2 for p in json.loads(status("node1", swarm).stdout)["connected_peers"]),
              60, "node2 did not reconnect to node1")

@@ -1,6 +1,6 @@
 import random
 
-from swarm_node.research.workspace import Workspace, apply_diff, make_diff, merge3, state_hash
+from swarm_node.research.workspace import Workspace, apply_diff, make_diff, state_hash
 
 from conftest import TOY_TARGET
 
@@ -15,15 +15,6 @@ def test_experiments_are_commits_and_discards_reset(tmp_path):
     ws.reset_to(first)
     assert ws.read_train() == BASE and ws.head_commit() == first
     assert (tmp_path / "ws" / "prepare.py").is_file()
-
-
-def test_three_way_merge_combines_independent_changes_and_detects_conflicts():
-    ours = BASE.replace('INIT = "normal"', 'INIT = "kaiming"')
-    theirs = BASE.replace('NORM = "layernorm"', 'NORM = "rmsnorm"')
-    merged = merge3(BASE, ours, theirs)
-    assert 'INIT = "kaiming"' in merged and 'NORM = "rmsnorm"' in merged
-    clash = BASE.replace('INIT = "normal"', 'INIT = "xavier"')
-    assert merge3(BASE, ours, clash) is None
 
 
 def test_diffs_apply_back_to_the_same_state():

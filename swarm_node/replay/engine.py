@@ -59,7 +59,11 @@ def _build_agent(spec: AgentSpec, out: Path, table: dict, oracle: TableOracle, c
                  events: EventLog, seed: int) -> Agent:
     home = out / "agents" / spec.name
     corpus = Corpus(path=Path("table"), sha256=table["corpus_sha256"], name="tinyshakespeare.txt", bytes=0)
-    tier = Tier(name=spec.tier, description=spec.group, role=spec.group, budget=int(spec.experiment_seconds),
+    seeds = sorted(int(x) for x in table["seeds"])  # runs are reproducible: an agent runs exactly these
+    decision = min(3, len(seeds))
+    tier = Tier(name=spec.tier, description=spec.group, role=spec.group,
+                budget_flops=oracle.budget_flops() or table["steps"], time_budget=spec.experiment_seconds,
+                max_seconds=spec.experiment_seconds, seeds=decision, confirm_seeds=len(seeds) - decision,
                 baseline=dict(table["base"]))
     profile = HardwareProfile(accelerator="cpu", device_name=spec.hardware, memory_gb=0.0, cpu_cores=0,
                               ram_gb=0.0, torch="table")
@@ -89,7 +93,7 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
         shutil.rmtree(out)
     out.mkdir(parents=True)
     clock = VirtualClock()
-    oracle = TableOracle(table, seed)
+    oracle = TableOracle(table)
     events = EventLog(out / "events.jsonl", clock=clock.event_time)
     if dashboard_events is not None:
         dashboard_events.append(events)
@@ -135,7 +139,7 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
             await clock.quiet()
             names.update({a.node.peer_id: n for n, a in agents.items()})
             _apply_inboxes(agents, order)
-            with_news = [n for n in clock.idle_agents() if agents[n].node.pending and not agents[n].gone]
+            with_news = [n for n in clock.idle_agents() if agents[n].node.has_news() and not agents[n].gone]
             if with_news:
                 for name in with_news:
                     clock.wake(name)

@@ -1,14 +1,13 @@
 """The table oracle: answers a training run from the measured table instead of training.
 
-A run of a configuration returns one measured seed's values (which one is fixed by the replay's
-seed, the agent and the state, so a confirmation run gets the other seed) and costs the agent
-its tier's experiment time, scaled by how long that configuration really took to train compared
-with the other rows measured on the same machine (a grown grid is measured where it is run, and
-a slower machine must not make its rows look like slower configurations).
+Runs are reproducible, so a run of a configuration with seed s returns exactly that row's
+measured seed s (a seed the table lacks is a crash), and costs the agent its tier's run time,
+scaled by how long that configuration really took to train compared with the other rows measured
+on the same machine (a grown grid is measured where it is run, and a slower machine must not make
+its rows look like slower configurations).
 """
 from __future__ import annotations
 
-import hashlib
 import statistics
 
 from ..research.hparams import read_block
@@ -16,9 +15,8 @@ from ..research.runner import RunOutcome
 
 
 class TableOracle:
-    def __init__(self, table: dict, replay_seed: int):
+    def __init__(self, table: dict):
         self.table = table
-        self.replay_seed = replay_seed
         self.grid_names = list(table["grid"])
         self.rows = {self._key(r["config"]): r for r in table["rows"]}
         self.mean_training: dict[str, float] = {}  # state -> mean training s of the rows of its machine
@@ -42,16 +40,25 @@ class TableOracle:
         except KeyError:
             return None
 
-    def answer(self, agent: str, state: str, seed: int, hparams: dict) -> tuple[dict | None, int | None, float]:
-        """One measured seed's values, that seed, and the run's time relative to its machine's mean."""
+    def answer(self, hparams: dict, seed: int) -> tuple[dict | None, str]:
+        """The measured values of (configuration, seed), or None and why not."""
         row = self.lookup(hparams)
         if row is None:
-            return None, None, 1.0
-        seeds = sorted(row["seeds"], key=int)
-        digest = hashlib.sha256(f"{self.replay_seed}/{agent}/{state}".encode()).digest()
-        chosen = seeds[(digest[0] + seed) % len(seeds)]
-        values = row["seeds"][chosen]
-        return values, int(chosen), float(values["training_seconds"]) / self.mean_training[row["state"]]
+            return None, "configuration not in the measured table"
+        values = row["seeds"].get(str(seed))
+        if values is None:
+            return None, f"seed {seed} not measured in the table (it has {sorted(row['seeds'], key=int)})"
+        return values, row["state"]
+
+    def relative_time(self, row_state: str, values: dict) -> float:
+        """How long this run trained, relative to the mean of the rows measured on its machine."""
+        return float(values["training_seconds"]) / self.mean_training[row_state]
+
+    def budget_flops(self) -> int | None:
+        """The training FLOPs of the base configuration's runs: the tables' compute budget."""
+        first = self.table["rows"][0]["seeds"]
+        flops = next(iter(first.values())).get("train_flops")
+        return int(flops) if flops else None
 
 
 class OracleRunner:
@@ -64,16 +71,13 @@ class OracleRunner:
         self.experiment_seconds = experiment_seconds
 
     async def measure(self, train_py: str, seed: int) -> RunOutcome:
-        from ..research.workspace import state_hash
-        values, measured_seed, relative_time = self.oracle.answer(self.agent, state_hash(train_py), seed,
-                                                                  read_block(train_py))
+        values, row_state = self.oracle.answer(read_block(train_py), seed)
         if values is None:
             await self.clock.spend(self.agent, self.experiment_seconds)
-            return RunOutcome(status="crash", reason="configuration not in the measured table")
-        cost = self.experiment_seconds * relative_time
+            return RunOutcome(status="crash", reason=row_state)
+        cost = self.experiment_seconds * self.oracle.relative_time(row_state, values)
         await self.clock.spend(self.agent, cost)
         self.oracle.runs += 1
         return RunOutcome(status="ok", val_bpb=float(values["val_bpb"]), test_bpb=float(values["test_bpb"]),
                           training_seconds=cost, total_seconds=cost, wall_seconds=0.0, peak_memory_mb=0.0,
-                          num_steps=int(values["num_steps"]),
-                          output_tail=f"table row, measured seed {measured_seed}")
+                          num_steps=int(values["num_steps"]), output_tail=f"table row, seed {seed}")

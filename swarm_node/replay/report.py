@@ -9,14 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..research.hparams import read_block  # noqa: E402
-
-TECHNIQUES = {  # name -> (hyperparameter, value that introduces it)
-    "Kaiming-style init": ("INIT", "kaiming"),
-    "RMSNorm": ("NORM", "rmsnorm"),
-    "tied embeddings": ("TIE_EMBEDDINGS", True),
-    "SiLU activation": ("ACTIVATION", "silu"),
-}
+from ..credit import changes_from_diff, credit, found  # noqa: E402
 
 
 def spread(events: list[dict]) -> list[dict]:
@@ -81,31 +74,30 @@ def trajectory(events: list[dict]) -> list[tuple[float, float, str]]:
     return points
 
 
-def techniques(events: list[dict]) -> list[dict]:
-    """Which known techniques a discovery introduced first, on which tier, when."""
-    found = {}
+def credited(events: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Each discovery (first copy of each id) with what it changed and its credit lines, and the
+    techniques found: those whose own paired effect (an `effect` event of the same tier and state,
+    the last one of a name) helped beyond 2 SE, first discovery first. A diff credits nothing."""
+    effects: dict[tuple[str, str], list[dict]] = {}
     for e in events:
-        if e["type"] != "discovery":
+        if e["type"] == "effect":
+            effects.setdefault((e.get("tier", ""), e["state"]), []).append(e)
+    keeps, seen = [], set()
+    for e in events:
+        if e["type"] != "discovery" or e["id"] in seen:
             continue
-        for line in e.get("diff", "").splitlines():
-            if not line.startswith("+") or line.startswith("+++"):
-                continue
-            for name, (key, value) in TECHNIQUES.items():
-                if name not in found and line[1:].split("=")[0].strip() == key and _literal(line) == value:
-                    found[name] = {"technique": name, "tier": e["tier"], "t": e["t"], "val_bpb": e["val_bpb"]}
-            if "better learning rate" not in found and line[1:].split("=")[0].strip() == "LEARNING_RATE":
-                found["better learning rate"] = {"technique": f"better learning rate ({_literal(line)})",
-                                                 "tier": e["tier"], "t": e["t"], "val_bpb": e["val_bpb"]}
-    return list(found.values())
-
-
-def _literal(line: str):
-    try:
-        return read_block("# --- hyperparameters: proposers edit only the values in this block ---\n"
-                          f"X = {line[1:].split('=', 1)[1].split('#')[0].strip()}\n"
-                          "# --- end hyperparameters ---\n")["X"]
-    except (ValueError, IndexError):
-        return None
+        seen.add(e["id"])
+        keep = {"id": e["id"], "state": e["state"], "tier": e["tier"], "t": e["t"], "val_bpb": e["val_bpb"],
+                "description": e["description"], "changes": e.get("hparams") or changes_from_diff(e.get("diff", ""))}
+        keep["credit"] = credit(keep, effects.get((e["tier"], e["state"]), []))
+        keeps.append(keep)
+    techniques = [{"technique": label, "tier": k["tier"], "t": k["t"], "val_bpb": k["val_bpb"],
+                   "effect": eff["effect"], "se": eff["se"], "kind": eff["kind"]}
+                  for k in keeps for _, label, eff in found([k], effects.get((k["tier"], k["state"]), []))]
+    first = {}
+    for f in techniques:
+        first.setdefault(f["technique"], f)
+    return keeps, list(first.values())
 
 
 def summarize(events: list[dict], *, agents: int, runs: int, gossip: bool, wall_seconds: float,
@@ -192,13 +184,21 @@ def write_report(out: Path, summary: dict, events: list[dict], table: dict, scen
         lines.append(f"| {d['t']:.0f} | {d['author']} | {d['tier']} | {d['val_bpb']:.4f} | "
                      f"{(d['test_bpb'] or float('nan')):.4f} | {d['reached_fraction']:.0%} | {d['t_to_50']} | "
                      f"{d['t_to_100']} | {d['adopted_by']} | {d['description'][:60]} |")
-    found = techniques(events)
-    lines += ["", "## Known techniques the swarm found", ""]
-    if found:
-        lines += [f"- {f['technique']}: first on tier {f['tier']} at t={f['t']:.0f} s (val_bpb {f['val_bpb']:.4f})"
-                  for f in found]
+    discoveries, found_ = credited(events)
+    lines += ["", "## What the discoveries are credited with", "",
+              "A technique is credited only by its own paired effect (mean paired improvement in val_bpb, "
+              "positive = helps; |effect| <= 2 SE is no measurable effect): a discovery that changed one "
+              "hyperparameter is that measurement; the parts of one that changed several count only once an "
+              "ablation reverted each in the kept state.", ""]
+    if found_:
+        lines += [f"- found: {f['technique']}, first on tier {f['tier']} at t={f['t']:.0f} s "
+                  f"({f['effect']:+.4f} bpb, SE {f['se']:.4f}, {f['kind']}; val_bpb {f['val_bpb']:.4f})"
+                  for f in found_]
     else:
-        lines.append("- none of Kaiming init, RMSNorm, tied embeddings or a better learning rate was kept")
+        lines.append("- found: no technique has a measured paired effect above 2 SE")
+    for d in discoveries:
+        lines.append(f"- t={d['t']:.0f} tier {d['tier']}, `{d['description'][:60]}`: "
+                     + ("; ".join(d["credit"]) or "no hyperparameter changed"))
     lines += ["", "Whether a technique helps at all is the table's business: at "
               f"{table['steps']} steps of this small model, some of them do not beat the baseline by more than "
               "the measured noise, and then the swarm rightly does not keep them.", "",

@@ -53,7 +53,8 @@ def train_once(target: Path, source: str, *, seed: int, steps: int, corpus: Path
     summary = parse_summary(proc.stdout) if proc.returncode == 0 else None
     if summary is None:
         raise RuntimeError(f"train.py failed (exit {proc.returncode}): {proc.stderr[-800:]}")
-    return {k: summary[k] for k in ("val_bpb", "test_bpb", "training_seconds", "num_steps")}
+    return {k: summary[k] for k in ("val_bpb", "test_bpb", "training_seconds", "num_steps", "train_flops")
+            if k in summary}
 
 
 def measure_table(out: Path, corpus: Path, *, jobs: int = 1, threads: int = 1, limit: int | None = None,

@@ -1,34 +1,38 @@
-"""The keep/discard loop: propose, check policy, commit, measure, decide, record.
+"""The keep/discard loop: propose, check policy, commit, measure on several seeds, decide, record.
 
-One experiment at a time; between experiments the loop takes in adoptions from peers (the node
-feeds them through `adopt`), so the workspace is never touched by two things at once.
+One experiment at a time; between experiments the loop takes in peers' discoveries (the node
+feeds them through `adopt`), so the workspace is never touched by two things at once. Runs are
+reproducible (a compute budget), so a (state, seed) pair is a fact: the head keeps its per-seed
+values and every decision pairs a candidate with the head on the same seeds (decision.py).
 """
 from __future__ import annotations
 
 import random
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 import trio
 
+from .adoption import Offer, Outcome, Runs, Verdict, rank, reproduces
+from .budget import Budget
 from .claims import ClaimBook
-from .hparams import read_block
-from .noise import NoiseModel, estimate_sigma
+from .decision import PairedNoise, Rule, confirm, decide
+from .hparams import read_block, write_block
 from .policy import check_change
 from .proposers.base import PastExperiment, Proposal, ProposalContext, ProposerError, TransferCandidate
 from .runner import RunOutcome
-from .workspace import Workspace, make_diff, merge3, state_hash
+from .workspace import Workspace, make_diff, state_hash
 
 log = structlog.get_logger("swarm_node.loop")
 
 MAX_PROPOSAL_TRIES = 8
+MAX_QUEUED = 32  # rebase proposals and ablations waiting (oldest dropped)
 
 
 def tier_baseline(target_train: str, overrides: dict | None) -> str:
     """The target's train.py with the tier's model size, for the names this target has: where a
     node of that tier starts, and what its policy compares every state with."""
-    from .hparams import write_block
     block = read_block(target_train)
     return write_block(target_train, {k: v for k, v in (overrides or {}).items() if k in block})
 
@@ -39,20 +43,30 @@ class BaselineFailed(RuntimeError):
 
 @dataclass
 class LoopSettings:
-    budget: float
+    budget: Budget
     tier: str
     role: str
     bench: str  # the benchmark key, JSON, as stored in the ledger
     space: dict
     program: str = ""
     policy: str = "hparams"
-    seeds: tuple[int, int] = (0, 1)  # baseline seeds; candidates run the first, confirm with the second
-    sigma: float | None = None  # configured noise instead of measuring it at start
-    min_delta: float = 0.002
-    z: float = 2.0
+    decision_seeds: tuple[int, ...] = (0, 1, 2)  # every candidate and the head run on these
+    confirm_seeds: tuple[int, ...] = (3, 4)  # fresh seeds that confirm a keep
+    rule: Rule = field(default_factory=Rule)
+    prior_sd: float | None = None  # the paired-difference SD to assume before history (else from the baseline)
     confirm: bool = True
-    verify_tolerance: float = 0.02  # |re-measured - claimed| allowed on top of z * sigma
-    seed: int = 0  # proposers' random seed
+    repro_tolerance: float = 1e-4  # |re-run - claimed| allowed when verifying a peer (decision.REPRO_TOLERANCE)
+    ablate_every: int | None = 4  # run a pending ablation after this many own experiments (and when idle)
+    seed: int = 0  # proposers' random seed (and the verifier's choice of seed)
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """All the seeds a head is known on."""
+        return self.decision_seeds + (self.confirm_seeds if self.confirm else ())
+
+    def __post_init__(self):
+        if set(self.decision_seeds) & set(self.confirm_seeds):
+            raise ValueError("confirmation seeds must be fresh: none of them may be a decision seed")
 
 
 @dataclass
@@ -72,23 +86,53 @@ class ExperimentRecord:
     memory_gb: float | None = None
     source: str = "local"
     author: str = "local"
+    runs: Runs = field(default_factory=dict)  # seed -> (val_bpb, test_bpb), every run that finished
 
 
 class Observer:
     """What the loop tells the outside world; the CLI draws progress, the node publishes."""
 
-    async def experiment_started(self, record: ExperimentRecord, budget: float) -> None: ...
-    async def run_started(self, record: ExperimentRecord, seed: int, budget: float) -> None: ...
+    async def experiment_started(self, record: ExperimentRecord, budget: Budget) -> None: ...
+    async def run_started(self, record: ExperimentRecord, seed: int, budget: Budget) -> None: ...
     async def experiment_finished(self, record: ExperimentRecord) -> None: ...
     async def discovery(self, record: ExperimentRecord, noise: float) -> None: ...
+    async def effect(self, effect: dict) -> None: ...
 
 
 @dataclass
 class Head:
     state: str
     commit: str
-    val_bpb: float
-    test_bpb: float | None
+    runs: Runs  # on every seed of the settings
+
+    @property
+    def val_bpb(self) -> float:
+        return statistics.fmean(v for v, _ in self.runs.values())
+
+    @property
+    def test_bpb(self) -> float | None:
+        return _mean(t for _, t in self.runs.values())
+
+    def vals(self) -> dict[int, float]:
+        return {s: v for s, (v, _) in self.runs.items()}
+
+    def as_meta(self) -> dict:
+        return {"state": self.state, "commit": self.commit, "runs": {str(s): list(r) for s, r in self.runs.items()}}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> Head:
+        return cls(meta["state"], meta["commit"], {int(s): (r[0], r[1]) for s, r in meta["runs"].items()})
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """Measure what one name of a kept multi-change state contributes: revert it, pair with the state."""
+
+    state: str
+    name: str
+    parent_value: object
+    value: object
+    parent: str
 
 
 class ResearchLoop:
@@ -103,10 +147,14 @@ class ResearchLoop:
         self.author = author
         self.rng = random.Random(settings.seed)
         self.head: Head | None = None
-        self.noise: NoiseModel | None = None
+        self.noise: PairedNoise | None = None
         self.transfers: list[TransferCandidate] = []
         self.foreign_states: set[str] = set()  # measured by peers in this benchmark key
-        self.claims = ClaimBook(ttl_s=4 * settings.budget + 60)  # what peers are measuring now (a node sets its clock)
+        self.claims = ClaimBook(ttl_s=4 * settings.budget.max_seconds + 60)  # a node sets its clock
+        self.reported = None  # optional (state, seed) -> (val, test, author) | None: a trusted peer's run
+        self.rebases: list[Proposal] = []  # own kept changes a new head lacks, to re-measure on it
+        self.ablations: list[Ablation] = []
+        self._since_ablation = 0  # own experiments since the last ablation
         self.finished = 0  # own experiments run by this process (not the baseline, not adoptions)
 
     # --- start-up -------------------------------------------------------------------------------
@@ -124,15 +172,11 @@ class ResearchLoop:
             await trio.to_thread.run_sync(self.workspace.create, target_dir, source)
         elif start_source is not None:
             start_source = None  # resuming: the workspace is what we started from
-        saved = self.ledger.get_meta("head")
-        noise = self.ledger.get_meta("noise")
+        saved, noise = self.ledger.get_meta("head"), self.ledger.get_meta("noise")
         if saved and noise:
-            self.head = Head(**saved)
-            self.noise = NoiseModel(sigma=noise["sigma"], min_delta=self.settings.min_delta, z=self.settings.z)
-            if self.settings.sigma is not None:
-                self.noise = NoiseModel(self.settings.sigma, self.settings.min_delta, self.settings.z)
+            self.head, self.noise = Head.from_meta(saved), PairedNoise(**noise)
             await trio.to_thread.run_sync(self.workspace.reset_to, self.head.commit)
-            log.info("resuming from head", state=self.head.state[:12], val_bpb=self.head.val_bpb)
+            log.info("resuming from head", state=self.head.state[:12], val_bpb=round(self.head.val_bpb, 4))
         elif start_source is None:
             await self._measure_baseline(start_note or "baseline")
         else:
@@ -145,34 +189,30 @@ class ResearchLoop:
                 await self.prepare(target_dir, baseline_overrides)
 
     async def _measure_baseline(self, description: str) -> None:
+        s = self.settings
         source = self.workspace.read_train()
-        state = state_hash(source)
         commit = await trio.to_thread.run_sync(self.workspace.head_commit)
-        self.ledger.add_state(state, source, None, self.author)
+        self.ledger.add_state(state_hash(source), source, None, self.author)
         record = self._new_record(Proposal(source, description), "baseline", parent=None, diff="")
-        record.id = self.ledger.start_experiment(
-            state=state, parent=None, description=description, proposer="baseline", diff="",
-            tier=self.settings.tier, bench=self.settings.bench, commit_sha=commit)
-        await self.observer.experiment_started(record, self.settings.budget)
-        outcomes = [await self._run(record, seed) for seed in self.settings.seeds]
-        ok = [o for o in outcomes if o.status == "ok"]
-        if len(ok) < len(outcomes):
-            tail = next(o for o in outcomes if o.status != "ok")
-            self.ledger.finish_experiment(record.id, status="crash", val_bpb=None, test_bpb=None,
-                                          memory_gb=None, seeds=list(self.settings.seeds), reason=tail.reason)
-            raise BaselineFailed(f"the baseline train.py crashed ({tail.reason}); last output:\n{tail.output_tail[-1500:]}")
-        vals = [o.val_bpb for o in ok]
-        sigma = self.settings.sigma if self.settings.sigma is not None else estimate_sigma(vals)
-        self.noise = NoiseModel(sigma=sigma, min_delta=self.settings.min_delta, z=self.settings.z)
-        self.head = Head(state=state, commit=commit, val_bpb=statistics.fmean(vals),
-                         test_bpb=_mean([o.test_bpb for o in ok]))
-        self._finish(record, "baseline", ok, reason=f"noise sigma {sigma:.4f} from {len(vals)} seeds",
-                     meta={"head": self.head.__dict__, "noise": {"sigma": sigma, "values": vals}})
-        log.info("baseline measured", val_bpb=round(self.head.val_bpb, 4), sigma=round(sigma, 4),
-                 threshold=round(self.noise.threshold, 4))
+        record.id = self._start(record, commit)
+        await self.observer.experiment_started(record, s.budget)
+        crash = await self._measure(record, s.seeds)
+        if crash is not None:
+            self._finish(record, "crash", reason=crash.reason)
+            raise BaselineFailed(f"the baseline train.py crashed ({crash.reason}); last output:\n{crash.output_tail[-1500:]}")
+        vals = [v for v, _ in record.runs.values()]
+        self.noise = PairedNoise(prior_sd=s.prior_sd) if s.prior_sd is not None else PairedNoise.from_baseline(vals)
+        self.head = Head(record.state, commit, dict(record.runs))
+        self._finish(record, "baseline", reason=f"prior SD of paired differences {self.noise.sd:.4f} "
+                     f"from {len(vals)} seeds", meta=self._meta())
+        log.info("baseline measured", val_bpb=round(self.head.val_bpb, 4), seeds=list(s.seeds),
+                 prior_sd=round(self.noise.sd, 4))
         await self.observer.experiment_finished(record)
 
-    # --- one experiment -------------------------------------------------------------------------
+    def _meta(self) -> dict:
+        return {"head": self.head.as_meta(), "noise": self.noise.as_dict()}
+
+    # --- what to try ----------------------------------------------------------------------------
 
     def known_states(self, *, respect_claims: bool = True, respect_peers: bool = True) -> set[str]:
         """States not to measure now: ours, peers' results and, while they last, peers' claims."""
@@ -206,8 +246,13 @@ class ResearchLoop:
                                known_states=self.known_states(**respect), rng=self.rng)
 
     async def _propose(self, skip: set[str]) -> tuple[Proposal, str] | None:
-        """The first proposal of the first proposer that has one. Peers' claims and results never
-        leave the node idle: when they cover everything, it proposes as if it had not heard them."""
+        """A queued rebase first, else the first proposal of the first proposer that has one. Peers'
+        claims and results never leave the node idle: when they cover everything, it proposes as
+        if it had not heard them."""
+        while self.rebases:
+            proposal = self.rebases.pop(0)
+            if state_hash(proposal.train_py) not in self.known_states(respect_claims=False, respect_peers=False):
+                return proposal, "rebase"
         for respect in ({}, {"respect_claims": False}, {"respect_claims": False, "respect_peers": False}):
             picked = await self._propose_with(skip, respect)
             if picked is not None:
@@ -239,13 +284,19 @@ class ResearchLoop:
                                 val_bpb=None, test_bpb=None, seeds=[], diff=diff, hparams=hparams,
                                 source=source, author=author or self.author)
 
+    # --- one experiment -------------------------------------------------------------------------
+
     async def step(self) -> ExperimentRecord | None:
-        """Run one experiment; None when no proposer has anything left to try."""
+        """Run one experiment (or a pending ablation); None when there is nothing left to try."""
+        every = self.settings.ablate_every
+        if self.ablations and every and self._since_ablation >= every:
+            self._since_ablation = 0
+            return await self._ablate(self.ablations.pop(0))
         strikes: dict[str, int] = {}  # a proposer that keeps repeating itself yields its turn
         for _ in range(MAX_PROPOSAL_TRIES):
             picked = await self._propose({name for name, n in strikes.items() if n >= 2})
             if picked is None:
-                return None
+                break
             proposal, proposer = picked
             strikes[proposer] = strikes.get(proposer, 0) + 1
             head_src = self.workspace.read_train()
@@ -258,149 +309,250 @@ class ResearchLoop:
             if reason:
                 self._refuse(record, reason)
                 continue
+            self._since_ablation += 1
             return await self._experiment(record, proposal.train_py)
-        log.warning("no acceptable proposal after several tries", tries=MAX_PROPOSAL_TRIES)
+        else:
+            log.warning("no acceptable proposal after several tries", tries=MAX_PROPOSAL_TRIES)
+        if self.ablations:  # nothing better to do: measure what a combined keep's parts bring
+            return await self._ablate(self.ablations.pop(0))
         return None
 
     def _refuse(self, record: ExperimentRecord, reason: str) -> None:
         """A proposal that breaks the policy is recorded with its reason and never run."""
-        record.id = self.ledger.start_experiment(
-            state=record.state, parent=record.parent, description=record.description,
-            proposer=record.proposer, diff=record.diff, tier=self.settings.tier,
-            bench=self.settings.bench, commit_sha=None, source=record.source)
+        record.id = self._start(record, None)
+        record.status, record.reason = "refused", reason
         self.ledger.finish_experiment(record.id, status="refused", val_bpb=None, test_bpb=None,
                                       memory_gb=None, seeds=[], reason=reason)
-        record.status, record.reason = "refused", reason
         log.warning("proposal refused by the diff policy", proposer=record.proposer,
                     description=record.description, reason=reason)
+
+    def _start(self, record: ExperimentRecord, commit: str | None) -> int:
+        return self.ledger.start_experiment(
+            state=record.state, parent=record.parent, description=record.description, proposer=record.proposer,
+            diff=record.diff, tier=self.settings.tier, bench=self.settings.bench, commit_sha=commit,
+            source=record.source)
 
     async def _experiment(self, record: ExperimentRecord, source: str) -> ExperimentRecord:
         s = self.settings
         commit = await trio.to_thread.run_sync(self.workspace.commit, source, record.description)
         self.ledger.add_state(record.state, source, record.parent, record.author)
-        record.id = self.ledger.start_experiment(
-            state=record.state, parent=record.parent, description=record.description,
-            proposer=record.proposer, diff=record.diff, tier=s.tier, bench=s.bench,
-            commit_sha=commit, source=record.source)
+        record.id = self._start(record, commit)
         await self.observer.experiment_started(record, s.budget)
-        first = await self._run(record, s.seeds[0])
-        outcomes = [first]
-        if first.status != "ok":
-            status, reason = "crash", first.reason
-        elif not self.noise.improves(first.val_bpb, self.head.val_bpb):
-            status, reason = "discard", f"{first.val_bpb:.4f} vs best {self.head.val_bpb:.4f} (threshold {self.noise.threshold:.4f})"
-        elif not s.confirm:
-            status, reason = "keep", "improved (confirmation off)"
+        head = self.head.vals()
+        differences: list[float] = []
+        crash = await self._measure(record, s.decision_seeds)
+        if crash is not None:
+            status, reason = "crash", crash.reason
         else:
-            second = await self._run(record, s.seeds[1])
-            outcomes.append(second)
-            mean = _mean([o.val_bpb for o in outcomes if o.status == "ok"])
-            if second.status == "ok" and self.noise.improves(mean, self.head.val_bpb):
-                status, reason = "keep", f"confirmed with a second seed: mean {mean:.4f}"
-            else:
-                status, reason = "discard", f"did not confirm with a second seed ({second.reason or round(second.val_bpb, 4)})"
-        ok = [o for o in outcomes if o.status == "ok"]
-        meta = None
+            decision = decide(head, _vals(record.runs), s.decision_seeds, self.noise, s.rule)
+            differences += decision.differences
+            status, reason = ("keep" if decision.passed else "discard"), decision.describe()
+            if decision.passed and s.confirm and s.confirm_seeds:
+                crash = await self._measure(record, s.confirm_seeds)
+                if crash is not None:
+                    status, reason = "discard", f"a confirmation run crashed: {crash.reason}"
+                else:
+                    check = confirm(head, _vals(record.runs), s.confirm_seeds, self.noise, s.rule)
+                    differences += check.differences
+                    status = "keep" if check.passed else "discard"
+                    reason += f"; fresh seeds {'confirm' if check.passed else 'do not confirm'}: " \
+                              f"{check.improvement:+.4f} over {list(check.seeds)}"
+        self.noise.add(differences)  # after the decision: a result never judges itself
+        parent = self.head
         if status == "keep":
-            self.head = Head(state=record.state, commit=commit, val_bpb=_mean([o.val_bpb for o in ok]),
-                             test_bpb=_mean([o.test_bpb for o in ok]))
-            meta = {"head": self.head.__dict__}
-        self._finish(record, status, ok, reason=reason, meta=meta)
+            self.head = Head(record.state, commit, dict(record.runs))
+        self._finish(record, status, reason=reason, meta=self._meta())
         if status != "keep":
             await trio.to_thread.run_sync(self.workspace.reset_to, self.head.commit)
         log.info("experiment", id=record.id, status=status, val_bpb=_round(record.val_bpb),
                  best=round(self.head.val_bpb, 4), description=record.description, reason=reason)
         await self.observer.experiment_finished(record)
         if status == "keep":
-            await self.observer.discovery(record, self.noise.sigma)
+            await self._credit(record, parent, differences)
+            await self.observer.discovery(record, self.noise.sd)
         return record
 
-    async def _run(self, record: ExperimentRecord, seed: int) -> RunOutcome:
+    async def _measure(self, record: ExperimentRecord, seeds) -> RunOutcome | None:
+        """Run (or reuse a trusted peer's report of) each seed in turn; the first crash, or None."""
+        for seed in seeds:
+            if seed in record.runs:
+                continue
+            outcome = await self._run(record, seed)
+            if outcome.status != "ok":
+                return outcome
+            record.runs[seed] = (outcome.val_bpb, outcome.test_bpb)
+        return None
+
+    async def _run(self, record: ExperimentRecord, seed: int, *, reuse: bool = True) -> RunOutcome:
+        """One run; `reuse`: a trusted peer's report of this (state, seed) stands in for it (never when
+        the run is the verification of a claim: then the claim itself would be the report)."""
         run_id = self.ledger.start_run(record.id, seed)
         record.seeds.append(seed)
-        await self.observer.run_started(record, seed, self.settings.budget)
-        outcome = await self.runner.measure(self.workspace.read_train(), seed)
+        reported = self.reported(record.state, seed) if self.reported is not None and reuse else None
+        if reported is not None:  # runs are reproducible: a trusted peer's (state, seed) is a fact
+            val, test, author = reported
+            outcome = RunOutcome(status="ok", val_bpb=val, test_bpb=test, output_tail=f"reported by {author}")
+        else:
+            await self.observer.run_started(record, seed, self.settings.budget)
+            outcome = await self.runner.measure(self.workspace.read_train(), seed)
         self.ledger.finish_run(run_id, outcome)
         if outcome.status != "ok":
             log.warning("run crashed", id=record.id, seed=seed, reason=outcome.reason)
+        elif outcome.peak_memory_mb is not None:
+            record.memory_gb = max(record.memory_gb or 0.0, round(outcome.peak_memory_mb / 1024, 2))
         return outcome
 
-    def _finish(self, record: ExperimentRecord, status: str, ok: list[RunOutcome], *, reason: str,
-                meta: dict | None) -> None:
+    def _finish(self, record: ExperimentRecord, status: str, *, reason: str, meta: dict | None = None) -> None:
         record.status, record.reason = status, reason
-        record.val_bpb = _mean([o.val_bpb for o in ok])
-        record.test_bpb = _mean([o.test_bpb for o in ok])
-        mem = [o.peak_memory_mb for o in ok if o.peak_memory_mb is not None]
-        record.memory_gb = round(max(mem) / 1024, 2) if mem else None
+        record.val_bpb = _mean(v for v, _ in record.runs.values())
+        record.test_bpb = _mean(t for _, t in record.runs.values())
         self.ledger.finish_experiment(record.id, status=status, val_bpb=record.val_bpb,
                                       test_bpb=record.test_bpb, memory_gb=record.memory_gb,
                                       seeds=record.seeds, reason=reason, meta=meta)
-        if record.proposer not in ("baseline", "adoption"):
+        if record.proposer not in ("baseline", "adoption", "ablation"):
             self.finished += 1
 
-    # --- adopting a peer's discovery ------------------------------------------------------------
+    # --- honest credit --------------------------------------------------------------------------
 
-    async def adopt(self, *, parent_src: str, new_src: str, claimed_val: float, description: str,
-                    source: str, author: str, verify: bool = True) -> ExperimentRecord | None:
-        """Merge a peer's change onto the head (3-way), re-measure it if asked, adopt if it holds.
-
-        Returns the adoption's record (status `adopted` or `refused`), or None when the discovery
-        does not beat the head by more than noise (nothing to do)."""
-        if not self.noise.improves(claimed_val, self.head.val_bpb):
-            return None
-        head_src = self.workspace.read_train()
-        merged = merge3(parent_src, head_src, new_src)
-        record = self._new_record(Proposal(merged or new_src, f"adopt {author[:8]}: {description}"),
-                                  "adoption", parent=self.head.state,
-                                  diff=make_diff(head_src, merged or new_src), source=source, author=author)
-        reason = "3-way merge conflict with the local head" if merged is None else \
-            check_change(head_src, merged, mode=self.settings.policy, space=self.settings.space)
-        if reason:
-            self._refuse(record, reason)
-            return record
-        if merged == head_src:
-            return None
-        if not verify:
-            commit = await trio.to_thread.run_sync(self.workspace.commit, merged, record.description)
-            self.ledger.add_state(record.state, merged, record.parent, author)
-            record.id = self.ledger.start_experiment(
-                state=record.state, parent=record.parent, description=record.description, proposer="adoption",
-                diff=record.diff, tier=self.settings.tier, bench=self.settings.bench, commit_sha=commit, source=source)
-            self.head = Head(record.state, commit, claimed_val, None)
-            record.val_bpb = claimed_val
-            self.ledger.finish_experiment(record.id, status="adopted", val_bpb=claimed_val, test_bpb=None,
-                                          memory_gb=None, seeds=[], reason="adopted without verification",
-                                          meta={"head": self.head.__dict__})
-            record.status = "adopted"
-            await self.observer.experiment_finished(record)
-            return record
-        commit = await trio.to_thread.run_sync(self.workspace.commit, merged, record.description)
-        record.id = self.ledger.start_experiment(
-            state=record.state, parent=record.parent, description=record.description, proposer="adoption",
-            diff=record.diff, tier=self.settings.tier, bench=self.settings.bench, commit_sha=commit, source=source)
-        await self.observer.experiment_started(record, self.settings.budget)
-        outcome = await self._run(record, self.settings.seeds[0])
-        tolerance = self.settings.verify_tolerance + self.noise.z * self.noise.sigma
-        if outcome.status != "ok":
-            status, reason = "refused", f"verification run crashed: {outcome.reason}"
-        elif abs(outcome.val_bpb - claimed_val) > tolerance:
-            status, reason = "refused", f"claimed {claimed_val:.4f}, re-measured {outcome.val_bpb:.4f} (tolerance {tolerance:.4f})"
-        elif not self.noise.improves(outcome.val_bpb, self.head.val_bpb):
-            status, reason = "refused", f"re-measured {outcome.val_bpb:.4f} does not beat the head {self.head.val_bpb:.4f}"
+    async def _credit(self, record: ExperimentRecord, parent: Head, differences: list[float]) -> None:
+        """A keep that changed one name measured that name's effect; a combined keep queues ablations."""
+        changed = _changed(self.ledger.state_source(parent.state) or "", self.workspace.read_train())
+        if len(changed) == 1:
+            (name, (old, new)), = changed.items()
+            se = self.noise.sd / len(differences) ** 0.5
+            await self._record_effect(record.state, parent.state, name, new, statistics.fmean(differences), se,
+                                      sorted(record.runs), "single")
         else:
-            status, reason = "adopted", f"verified: claimed {claimed_val:.4f}, re-measured {outcome.val_bpb:.4f}"
-        ok = [outcome] if outcome.status == "ok" else []
-        meta = None
-        if status == "adopted":  # only now is the state ours to serve to peers
-            self.ledger.add_state(record.state, merged, record.parent, author)
-            self.head = Head(record.state, commit, outcome.val_bpb, outcome.test_bpb)
-            meta = {"head": self.head.__dict__}
-        self._finish(record, status, ok, reason=reason, meta=meta)
-        if status != "adopted":
-            await trio.to_thread.run_sync(self.workspace.reset_to, self.head.commit)
-        log.info("adoption", status=status, author=author[:12], reason=reason)
+            for name, (old, new) in changed.items():
+                self.ablations.append(Ablation(record.state, name, old, new, parent.state))
+            del self.ablations[:-MAX_QUEUED]
+
+    async def _record_effect(self, state, parent, name, value, effect, se, seeds, kind) -> None:
+        row = dict(bench=self.settings.bench, state=state, parent=parent, name=name, value=value,
+                   effect=effect, se=se, seeds=seeds, kind=kind)
+        self.ledger.record_effect(**row)
+        log.info("effect measured", name=name, value=value, effect=round(effect, 4), se=round(se, 4), kind=kind)
+        await self.observer.effect(row)
+
+    async def _ablate(self, job: Ablation) -> ExperimentRecord | None:
+        """The kept state with one name reverted, paired with the state on the decision seeds."""
+        s = self.settings
+        kept_source = self.ledger.state_source(job.state)
+        kept = self._known_runs(job.state)
+        if kept_source is None or kept is None:
+            return None
+        source = write_block(kept_source, {job.name: job.parent_value})
+        record = self._new_record(Proposal(source, f"ablation: {job.name} back to {job.parent_value!r}"),
+                                  "ablation", parent=job.state, diff=make_diff(kept_source, source))
+        commit = await trio.to_thread.run_sync(self.workspace.commit, source, record.description)
+        self.ledger.add_state(record.state, source, job.state, self.author)
+        record.id = self._start(record, commit)
+        await self.observer.experiment_started(record, s.budget)
+        crash = await self._measure(record, s.decision_seeds)
+        reason = f"a run crashed: {crash.reason}" if crash else ""
+        if crash is None:
+            diffs = [record.runs[x][0] - kept[x] for x in s.decision_seeds]  # ablated - kept: what the name brings
+            effect, se = statistics.fmean(diffs), self.noise.sd / len(diffs) ** 0.5
+            self.noise.add(diffs)
+            reason = f"{job.name}={job.value!r} brings {effect:+.4f} (SE {se:.4f}) over seeds {list(s.decision_seeds)}"
+        self._finish(record, "crash" if crash else "discard", reason=reason, meta=self._meta())
+        await trio.to_thread.run_sync(self.workspace.reset_to, self.head.commit)
         await self.observer.experiment_finished(record)
+        if crash is None:
+            await self._record_effect(job.state, job.parent, job.name, job.value, effect, se,
+                                      list(s.decision_seeds), "ablation")
         return record
+
+    def _known_runs(self, state: str) -> dict[int, float] | None:
+        if self.head.state == state:
+            return self.head.vals()
+        runs = {r["seed"]: r["val_bpb"] for r in self.ledger.state_runs(state) if r["status"] == "ok"}
+        return runs if all(x in runs for x in self.settings.decision_seeds) else None
+
+    # --- adopting a peer's discovery: rebase onto the better head ------------------------------
+
+    def outranks_head(self, runs: Runs, state: str) -> bool:
+        """Whether claimed per-seed values would beat the head in the register's order."""
+        mine = rank(self.head.runs, self.settings.seeds, self.head.state)
+        theirs = rank(runs, self.settings.seeds, state)
+        return theirs is not None and mine is not None and theirs < mine
+
+    async def adopt(self, offer: Offer, *, verify: bool = True) -> Outcome:
+        """Move the head to a peer's better state if a seed we choose reproduces its claim.
+
+        Not better (or not comparable: a seed of ours missing) is silent. Otherwise one claimed
+        seed, picked here, is re-run; a mismatch is a false claim, a crash or timeout here is
+        nobody's fault. Adopted: our own kept changes the new head lacks become proposals on it."""
+        s = self.settings
+        if offer.state == self.head.state or not self.outranks_head(offer.runs, offer.state):
+            return Outcome(Verdict.NOT_BETTER, "does not beat the head over this tier's seeds")
+        head_src = self.workspace.read_train()
+        record = self._new_record(Proposal(offer.source, f"adopt {offer.author[:8]}: {offer.description}"),
+                                  "adoption", parent=self.head.state, diff=make_diff(head_src, offer.source),
+                                  source=offer.state, author=offer.author)
+        commit = await trio.to_thread.run_sync(self.workspace.commit, offer.source, record.description)
+        record.id = self._start(record, commit)
+        runs = dict(offer.runs)
+        if verify:
+            seed = self.rng.choice(sorted(s.seeds))
+            await self.observer.experiment_started(record, s.budget)
+            outcome = await self._run(record, seed, reuse=False)
+            if outcome.status != "ok":
+                verdict, detail = Verdict.FAILED_TO_RUN, f"our re-run of seed {seed} failed here: {outcome.reason}"
+            else:
+                measured = (outcome.val_bpb, outcome.test_bpb)
+                record.runs[seed] = measured
+                if reproduces(offer.runs[seed], measured, s.repro_tolerance):
+                    verdict, detail = Verdict.ADOPTED, f"seed {seed} reproduced ({measured[0]:.6f})"
+                    runs[seed] = measured
+                else:
+                    verdict, detail = Verdict.FALSE_CLAIM, (
+                        f"seed {seed}: claimed {offer.runs[seed][0]:.6f}, re-ran {measured[0]:.6f} "
+                        f"(tolerance {s.repro_tolerance:g})")
+        else:
+            verdict, detail = Verdict.ADOPTED, "adopted without verification"
+        measured_runs = dict(record.runs)
+        if verdict is Verdict.ADOPTED:  # only now is the state ours to serve to peers
+            old = self.head
+            self.ledger.add_state(offer.state, offer.source, old.state, offer.author)
+            self.head = Head(offer.state, commit, {x: runs[x] for x in s.seeds})
+            record.runs = dict(self.head.runs)
+            self._queue_rebases(self.ledger.state_source(old.state) or "", offer.source)
+        self._finish(record, "adopted" if verdict is Verdict.ADOPTED else "refused", reason=detail,
+                     meta=self._meta() if verdict is Verdict.ADOPTED else None)
+        if verdict is not Verdict.ADOPTED:
+            await trio.to_thread.run_sync(self.workspace.reset_to, self.head.commit)
+        log.info("adoption", verdict=verdict.value, author=offer.author[:12], detail=detail)
+        await self.observer.experiment_finished(record)
+        return Outcome(verdict, detail, record, measured_runs)
+
+    def _queue_rebases(self, old_source: str, new_source: str) -> None:
+        """Each of our own keeps whose change our old head still carried and the new head lacks
+        becomes a proposal on the new head (re-measured there, like any other)."""
+        old_block, new_block = read_block(old_source), read_block(new_source)
+        for row in self.ledger.experiments():
+            if row["status"] != "keep" or row["proposer"] in ("adoption", "ablation") or not row["parent"]:
+                continue
+            changes = {k: new for k, (_, new) in _changed(self.ledger.state_source(row["parent"]) or "",
+                                                          self.ledger.state_source(row["state"]) or "").items()
+                       if old_block.get(k) == new and k in new_block and new_block[k] != new}
+            if changes:
+                source = write_block(new_source, changes)
+                self.rebases.append(Proposal(source, f"rebase: {row['description']}"[:200]))
+        del self.rebases[:-MAX_QUEUED]
+
+
+def _changed(parent_source: str, source: str) -> dict[str, tuple]:
+    """name -> (old, new) for the hyperparameters that differ between two train.py texts."""
+    try:
+        old, new = read_block(parent_source), read_block(source)
+    except ValueError:
+        return {}
+    return {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+
+
+def _vals(runs: Runs) -> dict[int, float]:
+    return {s: v for s, (v, _) in runs.items()}
 
 
 def _mean(values) -> float | None:
@@ -410,24 +562,3 @@ def _mean(values) -> float | None:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
-
-
-def results_rows(ledger) -> list[str]:
-    """results.tsv, autoresearch's five columns, derived from the ledger (so a kill never splits them)."""
-    rows = ["commit\tval_bpb\tmemory_gb\tstatus\tdescription"]
-    for e in ledger.experiments():
-        if e["status"] in ("running", "refused"):
-            continue
-        commit = (e["commit_sha"] or "-------")[:7]
-        val = f"{e['val_bpb']:.6f}" if e["val_bpb"] is not None else "0.000000"
-        mem = f"{e['memory_gb']:.1f}" if e["memory_gb"] is not None else "0.0"
-        desc = e["description"].replace("\t", " ").replace("\n", " ")
-        rows.append(f"{commit}\t{val}\t{mem}\t{e['status']}\t{desc}")
-    return rows
-
-
-def write_results_tsv(ledger, path) -> None:
-    from pathlib import Path
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text("\n".join(results_rows(ledger)) + "\n")
-    tmp.replace(path)

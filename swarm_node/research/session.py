@@ -13,12 +13,14 @@ import structlog
 from ..assets import load_config, target_dir
 from ..home import Home
 from ..ledger import Ledger
+from .budget import MODES, Budget
+from .decision import REPRO_TOLERANCE, Rule
 from .hardware import HardwareProfile, Tier, pick_tier, profile_for
 from .loop import LoopSettings, ResearchLoop
 from .proposers.evolve import EvolveProposer
 from .proposers.heuristic import HeuristicProposer
 from .runner import SubprocessRunner
-from .target import Corpus, Target, bench_key
+from .target import Corpus, Target, bench_key, describe_bench
 from .workspace import Workspace
 
 log = structlog.get_logger("swarm_node.session")
@@ -34,7 +36,8 @@ class SetupError(RuntimeError):
 class Options:
     home: str | None = None
     data: str | None = None
-    budget: float | None = None
+    budget: float | None = None  # FLOPs (compute mode) or seconds (time mode); default: the tier's
+    budget_mode: str = "compute"  # compute | time (one dedicated machine researching alone)
     tier: str | None = None
     proposer: str = "heuristic"
     policy: str = "hparams"
@@ -45,7 +48,7 @@ class Options:
     threads: int | None = None
     seed: int = 0
     memory_limit_gb: float | None = 8.0
-    margin: float | None = None  # wall seconds beyond the budget before a run counts as hung
+    max_seconds: float | None = None  # wall limit of one run (default: the tier's, or time + 60 + time/4)
     target: str = "tinygpt"
     extra: dict = field(default_factory=dict)
 
@@ -101,29 +104,48 @@ def build(opts: Options, profile: HardwareProfile | None = None, runner=None, ob
         tier = tier or pick_tier(profile, opts.tier)
     except ValueError as exc:
         raise SetupError(str(exc)) from exc
-    budget = opts.budget if opts.budget is not None else tier.budget
-    bench = bench_key(target.name, corpus.sha256, budget, tier.name)
+    budget = make_budget(opts, tier)
+    device = opts.device if opts.device != "auto" else profile.accelerator  # the runner's limits depend on it
+    bench = bench_key(target.name, corpus.sha256, budget, tier.name, device)
     ledger = Ledger(home.ledger)
     saved = ledger.get_meta("bench")
     if saved is not None and saved != bench:
         raise SetupError(
-            f"{home.root} holds research for another benchmark ({_describe(saved)}), not {_describe(bench)}: "
+            f"{home.root} holds research for another benchmark ({describe_bench(saved)}), not {describe_bench(bench)}: "
             f"results are only comparable within one. Use another SWARM_NODE_HOME (or --home) for this one.")
     ledger.set_meta("bench", bench)
-    device = opts.device if opts.device != "auto" else profile.accelerator  # the runner's limits depend on it
     if runner is None:
         runner = SubprocessRunner(home.workspace, budget=budget, corpus_path=corpus.path,
                                   corpus_sha256=corpus.sha256, expected_prepare_sha256=target.prepare_sha256,
-                                  device=device, threads=opts.threads, memory_limit_gb=opts.memory_limit_gb, margin=opts.margin,
+                                  device=device, threads=opts.threads, memory_limit_gb=opts.memory_limit_gb,
                                   scratch=home.cache / "runs")
     settings = LoopSettings(budget=budget, tier=tier.name, role=tier.role, bench=json.dumps(bench, sort_keys=True),
                             space=space or search_space(), program=_read_optional(target.dir / "program.md"),
-                            policy=opts.policy, sigma=opts.sigma, min_delta=opts.min_delta, z=opts.z,
-                            seed=opts.seed)
+                            policy=opts.policy, prior_sd=opts.sigma, rule=Rule(min_delta=opts.min_delta, t=opts.z),
+                            repro_tolerance=REPRO_TOLERANCE[device], seed=opts.seed, decision_seeds=tuple(range(tier.seeds)),
+                            confirm_seeds=tuple(range(tier.seeds, tier.seeds + tier.confirm_seeds)))
     loop = ResearchLoop(ledger=ledger, workspace=Workspace(home.workspace), runner=runner,
                         proposers=make_proposers(opts.proposer, tier.role, opts.policy == "code", explore),
                         settings=settings, observer=observer, author=author)
     return Research(home, ledger, target, corpus, profile, tier, bench, loop)
+
+
+def make_budget(opts: Options, tier: Tier) -> Budget:
+    """Compute mode: FLOPs (default the tier's) within the tier's wall limit. Time mode: seconds
+    (default the tier's time_budget) within that + 60 + a quarter of it (start-up, evaluation)."""
+    if opts.budget_mode not in MODES:
+        raise SetupError(f"--budget-mode must be one of {', '.join(MODES)}, not {opts.budget_mode!r}")
+    if opts.budget is not None and not opts.budget > 0:
+        raise SetupError(f"--budget must be positive, not {opts.budget:g}")
+    if opts.max_seconds is not None and not opts.max_seconds > 0:
+        raise SetupError(f"--max-seconds must be positive, not {opts.max_seconds:g}")
+    if opts.budget_mode == "compute":
+        amount = opts.budget if opts.budget is not None else tier.budget_flops
+        if amount < 1:
+            raise SetupError(f"--budget is training FLOPs in compute mode (e.g. 2e11), not {amount:g}")
+        return Budget("compute", float(int(amount)), opts.max_seconds or tier.max_seconds)
+    seconds = opts.budget if opts.budget is not None else tier.time_budget
+    return Budget("time", float(seconds), opts.max_seconds or seconds + 60 + seconds / 4)
 
 
 def resolve_target(name_or_path: str) -> Target:
@@ -137,10 +159,6 @@ def resolve_target(name_or_path: str) -> Target:
         return Target(name_or_path, target_dir(name_or_path))
     except FileNotFoundError as exc:
         raise SetupError(f"{exc}; pass a shipped target's name (tinygpt) or a folder") from exc
-
-
-def _describe(bench: dict) -> str:
-    return f"target {bench['target']}, corpus {bench['corpus'][:12]}, budget {bench['budget']} s, tier {bench['tier']}"
 
 
 def _read_optional(path: Path) -> str:

@@ -5,6 +5,8 @@ and hash-check the corpus, so the lookup and the pinned hash live in one place.
 """
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -12,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .budget import Budget
 from .workspace import file_sha256
 
 
@@ -49,6 +52,25 @@ class Target:
         return Corpus(path=Path(info["path"]), sha256=info["sha256"], name=info["name"], bytes=info["bytes"])
 
 
-def bench_key(target: str, corpus_sha256: str, budget: float, tier: str) -> dict:
-    """Only experiments with the same key are ever compared."""
-    return {"target": target, "corpus": corpus_sha256, "budget": int(round(budget)), "tier": tier}
+def bench_key(target: str, corpus_sha256: str, budget: Budget, tier: str, device: str) -> dict:
+    """Only experiments with the same key are ever compared: besides target, corpus, tier and
+    budget, the device type and torch version are in it, since either can change a run's numbers."""
+    return {"target": target, "corpus": corpus_sha256, "tier": tier, "budget": int(round(budget.amount)),
+            "unit": budget.unit, "device": device, "torch": torch_version()}
+
+
+def describe_bench(bench: dict) -> str:
+    unit = bench.get("unit", "seconds")  # a ledger from before compute budgets holds seconds
+    amount = f"{bench['budget']:.3g} FLOPs" if unit == "flops" else f"{bench['budget']} s"
+    return (f"target {bench['target']}, corpus {bench['corpus'][:12]}, tier {bench['tier']}, budget {amount}, "
+            f"device {bench.get('device', '?')}, torch {bench.get('torch', '?')}")
+
+
+@functools.cache
+def torch_version() -> str:
+    """The installed torch's version without its build tag (2.13.0+cpu -> 2.13.0), read from the
+    package metadata: importing torch in the node would cost seconds."""
+    try:
+        return importlib.metadata.version("torch").split("+")[0]
+    except importlib.metadata.PackageNotFoundError:
+        return "none"

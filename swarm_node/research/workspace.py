@@ -10,7 +10,6 @@ import hashlib
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,46 +87,6 @@ class Workspace:
     def log(self, limit: int = 50) -> list[str]:
         out = _git(self.path, "log", f"-{limit}", "--format=%h %s").stdout
         return out.strip().splitlines()
-
-
-def merge3(base: str, ours: str, theirs: str) -> str | None:
-    """3-way merge of train.py texts; None when they conflict.
-
-    Hyperparameters are merged name by name (git would call two changes on adjacent lines of the
-    block a conflict); any other change goes through `git merge-file`."""
-    merged = _merge_hparams(base, ours, theirs)
-    return merged if merged is not None else _merge_lines(base, ours, theirs)
-
-
-def _merge_hparams(base: str, ours: str, theirs: str) -> str | None:
-    from .hparams import read_block, write_block
-    try:
-        b, o, t = read_block(base), read_block(ours), read_block(theirs)
-    except ValueError:
-        return None
-    if not (list(b) == list(o) == list(t)) or write_block(base, o) != ours or write_block(base, t) != theirs:
-        return None  # something besides literal values differs: leave it to git
-    changes = {}
-    for name, value in t.items():
-        if value == b[name] and type(value) is type(b[name]):
-            continue
-        if o[name] != b[name] and (o[name] != value or type(o[name]) is not type(value)):
-            return None  # both sides changed this name differently
-        changes[name] = value
-    return write_block(ours, changes)
-
-
-def _merge_lines(base: str, ours: str, theirs: str) -> str | None:
-    with tempfile.TemporaryDirectory(prefix="swarm-merge-") as tmp:
-        paths = []
-        for name, text in (("ours", ours), ("base", base), ("theirs", theirs)):
-            p = Path(tmp) / name
-            p.write_text(text)
-            paths.append(str(p))
-        proc = subprocess.run(["git", "merge-file", "-p", *paths], capture_output=True, text=True)
-        if proc.returncode != 0:  # >0: number of conflicts; <0: error
-            return None
-        return proc.stdout
 
 
 # --- diffs of train.py -------------------------------------------------------------------------
