@@ -35,7 +35,6 @@ def _research_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-seconds", type=float, metavar="S", help="wall-clock limit of one run, start-up and "
                    "evaluation included; a run past it is a crash (too slow for this tier). Default: the tier's "
                    "(compute mode), or budget + 60 + budget/4 (time mode)")
-    g.add_argument("--timeout-margin", type=float, dest="max_seconds", help=argparse.SUPPRESS)  # old name
     g.add_argument("--max-experiments", type=int, default=None, metavar="N",
                    help="stop after N experiments (the baseline not counted); default: run until Ctrl-C")
     g.add_argument("--data", metavar="FILE", help="train on your own corpus (its sha256 joins the benchmark key); "

@@ -212,7 +212,7 @@ def bootstrap_node(tmp_path_factory):
     log = open(tmp / "node.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "swarm_node.cli", "join", "--listen", f"/ip4/127.0.0.1/tcp/{port}",
-         "--target", str(target), "--tier", "cpu", "--budget", "1", "--timeout-margin", "10"],
+         "--target", str(target), "--tier", "cpu", "--budget", "1", "--max-seconds", "10"],
         cwd=REPO, env={**os.environ, "SWARM_NODE_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT)
     status = home / "status.json"
     deadline = time.monotonic() + 120

@@ -76,7 +76,7 @@ def test_the_budget_of_a_run_comes_from_the_tier_or_the_options():
 def test_the_hardware_command_shows_the_tier_budget(tmp_path):
     from conftest import swarm_node
     out = swarm_node("hardware", "--tier", "cpu", home=tmp_path).stdout
-    assert "4.5e+11 training FLOPs per run (at most 200 s of wall clock); --budget-mode time: 60 s" in out, out
+    assert "4.5e+11 training FLOPs per run (at most 600 s of wall clock); --budget-mode time: 60 s" in out, out
     assert "3 per experiment, 2 more to confirm a keep" in out, out
 
 

@@ -48,7 +48,7 @@ def namespaces():
 def test_a_discovery_crosses_namespaces_and_is_adopted(namespaces, tmp_path):
     target = slow_toy_target(tmp_path / "toy_target", 2)
     common = ["--target", str(target), "--tier", "cpu", "--budget", "1", "--presence-interval", "1",
-              "--timeout-margin", "10"]
+              "--max-seconds", "10"]
     procs = []
 
     def start(ns, name, *args):
