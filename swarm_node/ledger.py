@@ -193,11 +193,6 @@ class Ledger:
             sql = f"SELECT * FROM (SELECT * FROM experiments ORDER BY id DESC LIMIT {int(limit)}) ORDER BY id"
         return self.query(sql)
 
-    def runs(self, experiment_id: int | None = None) -> list[sqlite3.Row]:
-        if experiment_id is None:
-            return self.query("SELECT * FROM runs ORDER BY id")
-        return self.query("SELECT * FROM runs WHERE experiment_id = ? ORDER BY id", (experiment_id,))
-
     def state_runs(self, state: str) -> list[sqlite3.Row]:
         """Every run of one state, whichever experiment ran it (runs are reproducible: seed -> values)."""
         return self.query("SELECT runs.* FROM runs JOIN experiments ON runs.experiment_id = experiments.id"

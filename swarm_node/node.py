@@ -20,7 +20,7 @@ import trio
 
 from . import __version__
 from .events import EventLog
-from .messages import Adoption, BenchKey, Best, Claim, Discovery, Presence, Result, SeedRun
+from .messages import PRESENCE_TOPIC, Adoption, BenchKey, Best, Claim, Discovery, Presence, Result, SeedRun
 from .p2p.identity import load_or_create_identity
 from .p2p.network import OFFENSES as NETWORK_OFFENSES
 from .p2p.network import DEFAULT_QUOTAS, FORWARD_RATE, ConnectError, SwarmNetwork, SyncError, presence_dial_addrs
@@ -77,7 +77,7 @@ class Node:
         self.bench = BenchKey(**research.bench)
         self.bench_json = research.bench_json
         key = load_or_create_identity(research.home.identity_key)
-        self.net = SwarmNetwork(key, topics=[_presence_topic(), self.bench.topic()], listen=listen or opts.listen,
+        self.net = SwarmNetwork(key, topics=[PRESENCE_TOPIC, self.bench.topic()], listen=listen or opts.listen,
                                 sync_provider=self, policy_check=self.policy_check, on_reject=self._rejected,
                                 quotas=opts.quotas,  # None (the replay, paced by its clock): no gossip budgets
                                 forward_rate=FORWARD_RATE if opts.quotas is not None else 1000.0)
@@ -664,8 +664,3 @@ def _seed_runs(runs: Runs) -> list[SeedRun]:
 def discovery_id(tier: str, state: str) -> str:
     """Events name a discovery by tier and state: the same train.py can be a discovery in two tiers."""
     return f"{tier}:{state}"
-
-
-def _presence_topic() -> str:
-    from .messages import PRESENCE_TOPIC
-    return PRESENCE_TOPIC

@@ -156,3 +156,11 @@ def test_benchmark_simulation_separates_large_effects_from_nulls():
     assert null[0] + real[0] == 400 and null[0] > 100 and real[0] > 100
     assert real[2] / real[0] > 0.95 and null[2] / null[0] < 0.05
     assert real[2] <= real[1] and null[2] <= null[1]  # kept only after passing the decision
+
+
+def test_a_baseline_prior_counts_for_its_own_degrees_of_freedom():
+    """Five baseline seeds estimate the spread with 4 degrees of freedom: the prior weighs that much."""
+    noise = PairedNoise.from_baseline([3.0, 3.1, 2.9, 3.05, 2.95])
+    assert noise.prior_df == 4 and noise.total_df == 4
+    assert noise.prior_sd == pytest.approx(math.sqrt(2) * 0.0790569, rel=1e-5)
+    assert PairedNoise(**noise.as_dict()) == noise

@@ -516,13 +516,6 @@ class SwarmNetwork:
         self._require_running()
         await self._pubsub.wait_for_mesh(ID.from_base58(peer_id), topic, timeout=timeout)
 
-    async def subscribe(self, topic: str) -> None:
-        """Join one more topic while running (topics given to __init__ are joined by run())."""
-        self._require_running()
-        if topic not in self._topics:
-            self._topics.append(topic)
-            await self._subscribe(topic)
-
     # ---- gossip --------------------------------------------------------------------------------
 
     async def publish(self, msg: Message) -> bytes:

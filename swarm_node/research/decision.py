@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 # (unmeasured), so a margin far below seed-to-seed noise. CUDA/MPS: unmeasured here (no GPU).
 REPRO_TOLERANCE = {"cpu": 1e-4, "cuda": 2e-3, "mps": 2e-3}
 
-PRIOR_DF = 2  # how many degrees of freedom the prior guess counts for until history replaces it
+PRIOR_DF = 2  # what a configured prior (--sigma) counts for until history replaces it
 
 # One-sided 97.5 % quantiles of Student's t: with few pooled differences the SD is itself
 # uncertain, so the multiplier grows (a guessed SD must not keep lucky candidates).
@@ -36,26 +36,28 @@ def t_quantile(df: int) -> float:
 @dataclass
 class PairedNoise:
     """The pooled SD of paired differences: each experiment's differences around their own mean,
-    plus a weak prior (PRIOR_DF degrees of freedom at `prior_sd`) until there is history."""
+    plus a prior (`prior_df` degrees of freedom at `prior_sd`) that history gradually outweighs."""
 
     prior_sd: float
     sum_sq: float = 0.0
     df: int = 0
+    prior_df: int = PRIOR_DF
 
     @classmethod
     def from_baseline(cls, values: list[float], floor: float = 0.001) -> PairedNoise:
         """The prior: two independent runs differ by sqrt(2) times the baseline's spread across seeds
         (pairing on seeds only makes differences smaller, so this errs on the safe side)."""
         spread = statistics.stdev(values) if len(values) >= 2 else floor
-        return cls(prior_sd=max(floor, math.sqrt(2) * spread))
+        # the spread of n baseline seeds is itself an estimate with n - 1 degrees of freedom
+        return cls(prior_sd=max(floor, math.sqrt(2) * spread), prior_df=max(1, len(values) - 1))
 
     @property
     def sd(self) -> float:
-        return math.sqrt((self.sum_sq + PRIOR_DF * self.prior_sd ** 2) / (self.df + PRIOR_DF))
+        return math.sqrt((self.sum_sq + self.prior_df * self.prior_sd ** 2) / (self.df + self.prior_df))
 
     @property
     def total_df(self) -> int:
-        return self.df + PRIOR_DF
+        return self.df + self.prior_df
 
     def add(self, differences: list[float]) -> None:
         """One experiment's paired differences (after its decision: they never judge themselves)."""

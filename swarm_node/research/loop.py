@@ -149,7 +149,7 @@ class ResearchLoop:
         self.head: Head | None = None
         self.noise: PairedNoise | None = None
         self.transfers: list[TransferCandidate] = []
-        self.foreign_states: set[str] = set()  # measured by peers in this benchmark key
+        self.foreign_states: set[str] = ledger.foreign_states(settings.bench)  # measured by peers in this key, kept across restarts
         self.claims = ClaimBook(ttl_s=4 * settings.budget.max_seconds + 60)  # a node sets its clock
         self.reported = None  # optional (state, seed) -> (val, test, author) | None: a trusted peer's run
         self.rebases: list[Proposal] = []  # own kept changes a new head lacks, to re-measure on it
