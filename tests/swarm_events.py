@@ -5,11 +5,19 @@ their tier's budget, publish discoveries that gossip hop by hop over the links, 
 the author's tier adopt a better discovery once one seed they re-ran reproduced it. The real
 replay and a real swarm are tested elsewhere.
 
+Keeps take turns (the swarm's k-th keep, k = 0, 1, 2, ...): k % 4 == 0 changes one knob and its
+paired decision is measured (an `effect` of kind "single"); k % 4 == 1 and 3 change one knob with
+no `effect` ("not measured"); k % 4 == 2 changes two knobs and only the first is ablated (an
+`effect` of kind "ablation": measured when k % 8 == 2, within 2 SE when k % 8 == 6), so the second
+is "combined, not ablated". The turns draw from their own generator: the rest of the stream is
+what it was without them.
+
     events = generate(peers=35, hours=2)          # about 3,500 events
     write_jsonl(events, path)
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import heapq
 import itertools
@@ -41,9 +49,12 @@ def tier_counts(peers: int) -> dict[str, int]:
     return counts
 
 
-def make_diff(knob: str, old: str, new: str, line: int) -> str:
-    return (f"--- a/train.py\n+++ b/train.py\n@@ -{line},3 +{line},3 @@\n # hyperparameters\n"
-            f"-{knob} = {old}\n+{knob} = {new}\n BATCH_SIZE = 32\n")
+def make_diff(knob: str, old: str, new: str, line: int, *more: tuple[str, str, str]) -> str:
+    """A diff of the hyperparameter block setting `knob` (and each (knob, old, new) of `more`)."""
+    changed = [(knob, old, new), *more]
+    body = "".join(f"-{k} = {o}\n" for k, o, _ in changed) + "".join(f"+{k} = {n}\n" for k, _, n in changed)
+    return (f"--- a/train.py\n+++ b/train.py\n@@ -{line},{len(changed) + 2} +{line},{len(changed) + 2} @@\n"
+            f" # hyperparameters\n{body} BATCH_SIZE = 32\n")
 
 
 def new_value(rng: random.Random, knob: str, old: str) -> str:
@@ -61,6 +72,8 @@ def new_value(rng: random.Random, knob: str, old: str) -> str:
 class Sim:
     def __init__(self, peers: int, hours: float, seed: int, hop_delay: tuple[float, float], start_wall: float):
         self.rng = random.Random(seed)
+        self.credit_rng = random.Random(f"{seed}-credit")  # the keeps' extra knobs and effects
+        self.keeps = 0
         self.end = hours * 3600
         self.hop_delay = hop_delay
         self.start_wall = start_wall
@@ -144,22 +157,51 @@ class Sim:
         if self.rng.random() < 0.03:
             self.emit(t, "experiment", status="crash", val_bpb=None, test_bpb=None, **common)
         elif delta < -0.0045:
+            turn = self.keeps
+            self.keeps += 1
+            changes, more = {knob: new}, ()
+            if turn % 4 == 2:  # a combined change: a second knob along
+                knob2 = self.credit_rng.choice(sorted(k for k in peer["knobs"] if k != knob))
+                old2 = peer["knobs"][knob2]
+                new2 = new_value(self.credit_rng, knob2, old2)
+                changes[knob2] = new2
+                more = ((knob2, old2, new2),)
+                description = f"{description}, {knob2} {old2} -> {new2}"
+                common["description"] = description
             val = round(peer["val"] + delta, 4)
             test = round(val + 0.012 + self.rng.gauss(0, 0.002), 4)
             self.emit(t, "experiment", status="keep", val_bpb=val, test_bpb=test, **common)
             parent = peer["head"]
+            gain = round(peer["val"] - val, 4)
             peer.update(head=state, val=val)
-            peer["knobs"][knob] = new
+            peer["knobs"].update(changes)
             self.emit(t + 0.05, "discovery", id=state, peer=name, tier=tier, state=state, parent=parent,
                       val_bpb=val, test_bpb=test, description=description,
-                      diff=make_diff(knob, old, new, 12 + list(peer["knobs"]).index(knob)))
-            self.gossip(t + 0.05, name, state, val, knob, new)
+                      diff=make_diff(knob, old, new, 12 + list(peer["knobs"]).index(knob), *more))
+            self.effects(t + 0.05, turn, name, tier, state, knob, new, gain, budget)
+            self.gossip(t + 0.05, name, state, val, changes)
         else:
             val = round(peer["val"] + abs(delta) + 0.001, 4)
             self.emit(t, "experiment", status="discard", val_bpb=val, test_bpb=round(val + 0.012, 4), **common)
         self.later(t + budget * self.rng.uniform(0.85, 1.15), self.experiment, name)
 
-    def gossip(self, t: float, author: str, discovery: str, val: float, knob: str, new: str) -> None:
+    def effects(self, t: float, turn: int, name: str, tier: str, state: str, knob: str, new: str, gain: float,
+                budget: float) -> None:
+        """The `effect` events of the keep `turn` (see the module's docstring); `gain` its improvement."""
+        common = dict(peer=name, tier=tier, state=state, name=knob, value=ast.literal_eval(new))
+        if turn % 4 == 0:  # a single change: its paired decision is the measurement
+            se = round(max(gain / 4, 0.0005) * self.credit_rng.uniform(0.8, 1.2), 4)
+            self.emit(t + 0.01, "effect", effect=gain, se=se, seeds=[0, 1, 2], kind="single", **common)
+        elif turn % 4 == 2:  # a combined change: the first knob reverted in the kept state, after one more run
+            if turn % 8 == 2:
+                effect = round(gain * self.credit_rng.uniform(0.5, 0.8), 4)
+                se = round(effect / 5, 4)
+            else:
+                effect = round(gain * 0.1, 4)
+                se = round(max(gain / 3, 0.0005), 4)
+            self.emit(t + budget, "effect", effect=effect, se=se, seeds=[0, 1], kind="ablation", **common)
+
+    def gossip(self, t: float, author: str, discovery: str, val: float, changes: dict[str, str]) -> None:
         """Each peer receives the discovery from the first neighbour that had it (a flood over the links)."""
         best = {author: t}
         done = set()
@@ -173,7 +215,7 @@ class Sim:
                 self.emit(when, "receipt", id=discovery, peer=name, **{"from": sender})
                 if self.peers[name]["tier"] == self.peers[author]["tier"]:
                     budget = TIERS[self.peers[name]["tier"]][0]
-                    self.later(when + budget * self.rng.uniform(0.9, 1.2), self.adopt, name, discovery, val, knob, new)
+                    self.later(when + budget * self.rng.uniform(0.9, 1.2), self.adopt, name, discovery, val, changes)
             for other in self.neighbours(name):
                 if other in done or not self.peers[other]["alive"]:
                     continue
@@ -182,13 +224,13 @@ class Sim:
                     best[other] = at
                     heapq.heappush(frontier, (at, other, name))
 
-    def adopt(self, t: float, name: str, discovery: str, val: float, knob: str, new: str) -> None:
+    def adopt(self, t: float, name: str, discovery: str, val: float, changes: dict[str, str]) -> None:
         peer = self.peers[name]
         if not peer["alive"] or peer["val"] is None or val >= peer["val"]:
             return
         # runs are reproducible: the one seed re-run matches the claim, so the head's mean is the discovery's
         peer.update(head=discovery, val=val)
-        peer["knobs"][knob] = new
+        peer["knobs"].update(changes)
         self.emit(t, "adoption", id=discovery, peer=name, state=discovery, val_bpb=val, verified=True)
 
     def churn(self) -> None:

@@ -489,3 +489,72 @@ def test_page_model_measures_spread_and_lineage():
     assert seen["best"]["val"] == 1.8 and seen["best"]["peer"] == "d" and seen["best"]["test"] == 1.83
     assert seen["lineage"] == ["0", "1", "2"]
     assert seen["trajectory"] == [[1, 2.0], [10, 1.9], [30, 1.8]]
+
+
+def _run_model(script: str, data) -> dict:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    out = subprocess.run([node, "-e", "global.window = {}; require(process.argv[1]);\n" + script,
+                          str(REPO / "swarm_node/dashboard/static/model.js")],
+                         input=json.dumps(data), capture_output=True, text=True, timeout=30, check=True)
+    return json.loads(out.stdout)
+
+
+def test_page_model_credits_only_measured_changes():
+    """model.js folds `effect` events into its discoveries' credit, as swarm_node/credit.py words it:
+    a technique is named with its effect only when measured; the rest is "combined, not ablated"."""
+    h = lambda c: c * 64  # noqa: E731 - state hashes
+    block = "--- a/train.py\n+++ b/train.py\n@@ -12,4 +12,4 @@\n # hyperparameters\n"
+
+    def discovery(t, state, diff, tier="cpu", **extra):
+        return {"type": "discovery", "t": t, "wall": 1 + t, "id": f"{tier}:{state}", "peer": "a", "tier": tier,
+                "state": state, "parent": h("0"), "val_bpb": 1.9, "test_bpb": 1.92, "description": "x",
+                "diff": block + diff, **extra}
+
+    def effect(t, state, name, value, effect, se, kind, tier="cpu"):
+        return {"type": "effect", "t": t, "wall": 1 + t, "peer": "a", "tier": tier, "state": state, "name": name,
+                "value": value, "effect": effect, "se": se, "seeds": [0, 1], "kind": kind}
+
+    events = [join("a"),
+              discovery(1, h("1"), "-NORM = 'layernorm'\n+NORM = 'rmsnorm'  # x\n"),
+              effect(2, h("1"), "NORM", "rmsnorm", 0.0123, 0.004, "single"),
+              discovery(3, h("2"), "-LEARNING_RATE = 3e-4\n-INIT = 'normal'\n+LEARNING_RATE = 6e-4\n+INIT = 'kaiming'\n"),
+              effect(4, h("2"), "LEARNING_RATE", 0.0006, 0.0081, 0.0016, "ablation"),
+              effect(4, h("2"), "INIT", "kaiming", 0.02, 0.01, "ablation", tier="gpu-large"),  # another tier's
+              discovery(5, h("3"), "-DROPOUT = 0.1\n+DROPOUT = 0.0\n"),
+              effect(6, h("4"), "TIE_EMBEDDINGS", True, 0.001, 0.003, "single"),  # before its discovery
+              discovery(7, h("4"), "-TIE_EMBEDDINGS = False\n+TIE_EMBEDDINGS = True\n"),
+              discovery(8, h("5"), "+WARMUP_STEPS = 0\n", hparams={"ACTIVATION": "silu", "WARMUP_STEPS": 0}),
+              discovery(9, h("6"), " # only code changed\n+x = 1\n")]
+    seen = _run_model("""
+    const m = new window.SwarmModel.Swarm();
+    for (const e of JSON.parse(require('fs').readFileSync(0, 'utf8'))) m.apply(e);
+    console.log(JSON.stringify(m.discoveryOrder.map((id) => m.credit(m.discoveries.get(id)).map((c) => [c.status, c.text]))));
+    """, events)
+    assert seen == [
+        [["found", "RMSNorm +0.0123 bpb (single, SE 0.0040)"]],
+        [["found", "learning rate 0.0006 +0.0081 bpb (ablation, SE 0.0016)"],
+         ["combined", "Kaiming init: combined, not ablated"]],
+        [["not measured", "no dropout: not measured"]],
+        [["no effect", "tied embeddings: no measurable effect (+0.0010 bpb, single, SE 0.0030)"]],
+        [["combined", "SiLU activation, no warmup: combined, not ablated"]],
+        [],
+    ]
+
+
+def test_page_model_names_techniques_as_credit_py_does():
+    """model.js mirrors credit.py's table (its source of truth): the same diff lines give the same names."""
+    from swarm_node.credit import NAMES, TECHNIQUES, changes_from_diff, technique
+    from swarm_node.research.hparams import format_literal
+
+    values = [v for (_, v) in TECHNIQUES] + [0.006, 6e-4, 1e-5, 3, 1.0, 1234567.0, 0.95, "x", True]
+    lines = [f"+{name} = {format_literal(value)}  # c" for name in sorted({n for n, _ in TECHNIQUES} | set(NAMES))
+             for value in values] + ["+BETA2 = 0.95", "+X = 'a#b'", "+X == 1", "+X = None", "+++ b/train.py"]
+    expected = [[[name, technique(name, value)] for name, value in changes_from_diff(line).items()] for line in lines]
+    seen = _run_model("""
+    const M = window.SwarmModel;
+    console.log(JSON.stringify(JSON.parse(require('fs').readFileSync(0, 'utf8')).map((line) =>
+      M.changesFromDiff(line).map((c) => [c.name, M.technique(c.name, c.value, c.float)]))));
+    """, lines)
+    assert seen == expected

@@ -143,6 +143,54 @@ def test_static_export_works_without_a_server(browser, shots, tmp_path):
     assert all(u.startswith(("file:", "data:")) for u in seen.requests), seen.requests
 
 
+def test_discoveries_show_only_measured_credit(browser, shots, tmp_path):
+    """Each discovery's credit: a technique named with its effect only where an `effect` event
+    measured it (a single change's own decision, or an ablation); the other name of a combined
+    change reads "combined, not ablated", a single change without a measurement "not measured"."""
+    from swarm_node.credit import changes_from_diff, technique
+
+    events = generate(peers=6, hours=1, seed=5)
+    discoveries = {e["id"]: e for e in events if e["type"] == "discovery"}
+    effects = {(e["tier"], e["state"]): e for e in events if e["type"] == "effect"}  # one per state here
+    label = {d: {n: technique(n, v) for n, v in changes_from_diff(e["diff"]).items()} for d, e in discoveries.items()}
+    single = next(d for d, e in discoveries.items() if len(label[d]) == 1 and (e["tier"], e["state"]) in effects)
+    combined = next(d for d, e in discoveries.items() if len(label[d]) == 2 and (e["tier"], e["state"]) in effects)
+    unmeasured = next(d for d, e in discoveries.items() if len(label[d]) == 1 and (e["tier"], e["state"]) not in effects)
+    s, c = (effects[discoveries[d]["tier"], discoveries[d]["state"]] for d in (single, combined))
+    assert s["kind"] == "single" and c["kind"] == "ablation" and abs(c["effect"]) > 2 * c["se"]
+    measured_name, other = c["name"], next(n for n in label[combined] if n != c["name"])
+
+    out = export_html(events, tmp_path / "credit.html", "credit")
+    page = browser.new_page(viewport=VIEWPORT)
+    seen = record(page)
+    open_dashboard(page, out.as_uri())
+    page.wait_for_function(f"window.swarmStats.eventsApplied === {len(events)}", timeout=30_000)
+
+    def credit(d):  # the credit cell of a discovery's row, line by line, with each line's status
+        return page.eval_on_selector_all(f'#discoveries tr[data-credit-of="{d}"] .credit-line',
+                                         "ls => ls.map(l => [l.dataset.credit, l.textContent])")
+
+    page.wait_for_function("n => document.querySelectorAll('#discoveries td.credit').length === n",
+                           arg=len(discoveries), timeout=15_000)
+    assert credit(single) == [["found", f"{label[single][s['name']]} {s['effect']:+.4f} bpb (single, SE {s['se']:.4f})"]]
+    assert credit(combined) == [
+        ["found", f"{label[combined][measured_name]} {c['effect']:+.4f} bpb (ablation, SE {c['se']:.4f})"],
+        ["combined", f"{label[combined][other]}: combined, not ablated"]]
+    assert credit(unmeasured) == [["not measured", f"{next(iter(label[unmeasured].values()))}: not measured"]]
+    for d, e in discoveries.items():  # a diff alone names no technique as found
+        if (e["tier"], e["state"]) not in effects:
+            assert all(status != "found" for status, _ in credit(d)), (d, credit(d))
+
+    pin_discovery(page, combined)  # the focus panel words it the same way
+    page.wait_for_function("t => document.querySelector('#focus').innerText.includes(t)",
+                           arg=f"{label[combined][other]}: combined, not ablated", timeout=10_000)
+    assert f"{c['effect']:+.4f} bpb (ablation" in page.locator("#focus").inner_text()
+    settle(page)
+    screenshot(page, shots, "credit")
+    page.close()
+    assert_clean(seen)
+
+
 def _json(event: dict) -> str:
     import json
     return json.dumps(event, separators=(",", ":"))

@@ -1,6 +1,7 @@
 """Hostile train.py changes and hostile patches: the hparams policy and apply_diff refuse them."""
 import ast
 import random
+import re
 import subprocess
 import sys
 
@@ -113,6 +114,14 @@ def two_hunks() -> str:
     return diff
 
 
+def overlapping_hunks() -> str:
+    """The second hunk moved onto lines the first one covers."""
+    diff = two_hunks()
+    second = re.findall(r"@@ -\d+,(\d+) \+\d+,(\d+) @@", diff)[1]
+    header = re.findall(r"@@ -\d+,\d+ \+\d+,\d+ @@", diff)[1]
+    return diff.replace(header, f"@@ -8,{second[0]} +8,{second[1]} @@")
+
+
 def swap_hunks(diff: str) -> str:
     head, first, second = diff.split("@@ -")
     return head + "@@ -" + second + "@@ -" + first
@@ -157,7 +166,7 @@ BAD_PATCHES = [
     (DIFF.replace('\n """\n', '\n\n', 1), "fewer lines"),  # a context line that lost its space
     (DIFF.replace("0.004      # best near 0.006\n", "0.004      # best near 0.006\n\\ No newline at end of file\n"),
      "not the last line"),
-    (two_hunks().replace("@@ -33,5 +33,5 @@", "@@ -8,5 +8,5 @@"), "overlaps"),
+    (overlapping_hunks(), "overlaps"),
     (swap_hunks(two_hunks()), "overlaps or comes before"),
     ("--- a/train.py\n+++ b/train.py\n", "no hunks"),
     ("--- a/train.py\n+++ b/train.py\n@@ -0,0 +0,0 @@\n", "empty"),

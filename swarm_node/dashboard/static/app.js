@@ -88,6 +88,22 @@
     return `<span class="peer" title="${esc(id)}"><i style="background:${colorOf(tier)}"></i>${esc(shortName(id))}</span>`;
   }
 
+  /** A discovery's credit (model.credit): each changed name with its own measured paired effect,
+   *  or "combined, not ablated" / "not measured". A technique is named as found only when measured. */
+  const CREDIT_CLASS = { found: "found", hurt: "hurt", "no effect": "none", combined: "unmeasured", "not measured": "unmeasured" };
+  function creditHtml(d, separator) {
+    if (!d || d.placeholder) return "";
+    const lines = app.model.credit(d);
+    if (!lines.length) return '<span class="muted">no hyperparameter changed</span>';
+    return lines.map((c) => {
+      const seeds = c.effect && c.effect.seeds ? ` over seeds [${c.effect.seeds.join(", ")}]` : "";
+      const title = c.effect ? `paired ${c.effect.kind === "ablation" ? "ablation" : "single change"}${seeds}` :
+        c.status === "combined" ? "kept together with other changes; no ablation measured each one's effect" :
+          "no paired effect was recorded for this change";
+      return `<span class="credit-line ${CREDIT_CLASS[c.status] || ""}" data-credit="${esc(c.status)}" title="${esc(title)}">${esc(c.text)}</span>`;
+    }).join(separator);
+  }
+
   // --- loading -----------------------------------------------------------------------------
 
   function addEvent(index, event) {
@@ -564,7 +580,8 @@
       <span class="muted">${esc(d.tier || "")}</span> ${note}</div>
       <div>${esc(d.description || "")} · val_bpb <b>${fmtVal(d.val)}</b>${delta} · born at ${fmtClock(d.t)}</div>
       <div>reached <b>${s.reached}/${s.alive}</b> peers (${Math.round(100 * s.share)} %) · 50 % in
-      <b>${fmtDur(d.t50)}</b> · 100 % in <b>${fmtDur(d.t100)}</b> · adopted by <b>${d.adopted.size}</b></div>`;
+      <b>${fmtDur(d.t50)}</b> · 100 % in <b>${fmtDur(d.t100)}</b> · adopted by <b>${d.adopted.size}</b></div>
+      <div class="credit"><span class="muted">credit</span> ${creditHtml(d, " · ")}</div>`;
   }
 
   // --- charts ------------------------------------------------------------------------------
@@ -813,7 +830,8 @@
         <td class="num">${fmtVal(d.val)}</td>
         <td class="reach"><span class="bar"><span style="width:${pct}%"></span></span><span class="reached">${s.reached}/${s.alive}</span></td>
         <td class="num">${fmtDur(d.t50)}</td><td class="num">${fmtDur(d.t100)}</td>
-        <td class="num">${d.adopted.size}</td><td class="num muted">${fmtClock(d.t)}</td></tr>`;
+        <td class="num">${d.adopted.size}</td><td class="num muted">${fmtClock(d.t)}</td></tr>
+        <tr class="credit-row" data-focus="${esc(id)}" data-credit-of="${esc(id)}"><td></td><td colspan="7" class="credit">${creditHtml(d, " · ")}</td></tr>`;
     }).join("");
     const body = $("#discoveries tbody");
     const html = rows || '<tr class="empty"><td colspan="8">no discoveries yet</td></tr>';
@@ -869,6 +887,7 @@
     const d = s.via ? app.model.discoveries.get(s.via) : null;
     const diff = s.diff || (d && d.diff) || "";
     $("#diff-title").innerHTML = `${s.baseline ? "baseline" : "state"} <code>${esc(shortId(s.state))}</code> by ${peerTag(s.peer)}`;
+    $("#diff-credit").innerHTML = d && !d.placeholder ? `<span class="muted">credit</span> ${creditHtml(d, " · ")}` : "";
     $("#diff-meta").textContent = `${s.description || ""} · val_bpb ${fmtVal(s.val)}${finite(s.test) ? " · test_bpb " + fmtVal(s.test) : ""} · parent ${s.parent ? shortId(s.parent) : "—"} · at ${fmtClock(s.t)}`;
     $("#diff-body").innerHTML = diff ? diff.split("\n").map((line) => {
       const cls = line.startsWith("+++") || line.startsWith("---") ? "file" : line.startsWith("+") ? "add" :
