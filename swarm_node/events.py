@@ -14,8 +14,11 @@ Types and their fields:
     receipt     id, peer, from                       `peer` received discovery `id` from `from`
     adoption    id, peer, state, val_bpb, verified   `peer` now runs on discovery `id`
     reject      peer, from, reason                   `peer` rejected a message from `from`
+    effect      peer, tier, state, name, value, effect, se, seeds, kind (single|ablation)
+                                                     what the change name = value brings to the kept
+                                                     `state` (paired, positive = helps)
 
-A discovery's `id` is the state hash it introduced. Writers append; readers only read, so a
+A discovery's `id` is `tier:state` (the same train.py can be a discovery in two tiers). Writers append; readers only read, so a
 dashboard can follow a running node's home by tailing the file.
 
 Both the file and the memory are bounded. When events.jsonl passes `max_bytes` it is renamed
