@@ -12,7 +12,7 @@ Types and their fields:
                 val_bpb, test_bpb, tier
     discovery   id, peer (its author), tier, state, parent, val_bpb, test_bpb, description, diff
     receipt     id, peer, from                       `peer` received discovery `id` from `from`
-    adoption    id, peer, state, val_bpb, verified   `peer` now runs on discovery `id`
+    adoption    id, peer, tier, state, val_bpb, verified   `peer` now runs on discovery `id`
     reject      peer, from, reason                   `peer` rejected a message from `from`
     effect      peer, tier, state, name, value, effect, se, seeds, kind (single|ablation)
                                                      what the change name = value brings to the kept

@@ -319,7 +319,7 @@ class Node:
         elif isinstance(msg, Adoption) and facts:
             if not self.shared_events:
                 self.events.emit("adoption", id=discovery_id(msg.bench.tier, msg.discovery_state), peer=msg.author,
-                                 state=msg.state, val_bpb=msg.val_bpb, verified=msg.verified)
+                                 tier=msg.bench.tier, state=msg.state, val_bpb=msg.val_bpb, verified=msg.verified)
             self._maybe_transfer(msg)
 
     def _discovery_received(self, d: Discovery, peer: str) -> None:
@@ -539,8 +539,8 @@ class Node:
                                 state=head.state, val_bpb=head.val_bpb if self.opts.verify else None,
                                 verified=self.opts.verify, runs=_seed_runs(outcome.measured))
             self.ledger.record_adoption(adoption, received_from=self.peer_id)
-            self.events.emit("adoption", id=discovery_id(d.bench.tier, d.state), peer=self.peer_id, state=head.state,
-                             val_bpb=adoption.val_bpb, verified=adoption.verified)
+            self.events.emit("adoption", id=discovery_id(d.bench.tier, d.state), peer=self.peer_id, tier=self.bench.tier,
+                             state=head.state, val_bpb=adoption.val_bpb, verified=adoption.verified)
             await self._publish(adoption)
 
     async def _fetch_state(self, state: str, prefer: str) -> str | None:

@@ -278,7 +278,7 @@ def test_real_replay_plays_to_the_end(browser, shots, replay_dir, dashboards):
     # discovery with its spread, a leaderboard per tier that kept something
     assert counter(page, "peers") == 0
     assert counter(page, "experiments") == sum(e["type"] == "experiment" for e in events)
-    assert counter(page, "discoveries") == len(found)
+    assert counter(page, "discoveries") == len({e["id"] for e in found})  # two agents may find one state
     _seek_before_first_leave(page, events)
     _assert_shows_night(page, events)
     settle(page)

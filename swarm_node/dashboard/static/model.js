@@ -369,7 +369,7 @@
 
     adoption(e) {
       const d = this.ensureDiscovery(e.id, e.t, null);
-      const p = this.peer(e.peer);
+      const p = this.peer(e.peer, e.tier);  // an Adoption may arrive before its author's Presence
       this.reach(d, p.id, e.t);
       if (!d.adopted.has(p.id)) {
         d.adopted.set(p.id, e.t);
@@ -385,7 +385,7 @@
             diff: null, baseline: false, adoption: true });
         }
       }
-      if (d.tier && p.tier !== d.tier && finite(e.val_bpb)) {
+      if (d.tier && p.tier && p.tier !== "unknown" && p.tier !== d.tier && finite(e.val_bpb)) {
         // a discovery carried over to another tier counts for that tier once measured there
         this.offerBest(p.tier, { val: e.val_bpb, test: null, state: e.state || d.state, peer: d.peer || p.id,
           t: e.t, discovery: d.id });
