@@ -249,7 +249,9 @@ def _assert_shows_night(page, events: list[dict]) -> None:
     found = [e for e in events if e["type"] == "discovery" and e["t"] < first_leave - 1]
     assert found, "the small replay makes a discovery before its first agent leaves"
     assert counter(page, "peers") == 6
-    rows = discovery_rows_when(page, lambda rows: {r["id"] for r in rows} == {e["id"] for e in found})
+    ids = {e["id"] for e in found}
+    rows = discovery_rows_when(page, lambda rows: {r["id"] for r in rows} == ids  # the table redraws on a throttle
+                               and all(r["reached"] == 6 for r in rows))
     assert {r["id"] for r in rows} == {e["id"] for e in found}
     for r in rows:
         assert r["alive"] == 6 and r["reached"] == 6, r  # every agent got every discovery
