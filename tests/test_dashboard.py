@@ -501,6 +501,40 @@ def _run_model(script: str, data) -> dict:
     return json.loads(out.stdout)
 
 
+def test_page_model_measures_real_gossip_delivery_from_wall():
+    """A replay's virtual clock puts every receipt at a window's end (t=300): one step. model.js
+    measures the real delivery from `wall`: ms from the first discovery event to each peer's first
+    receipt by gossip (not one inferred from its register), and when 50 % / 100 % of the peers had it."""
+    w0 = 1_796_308_683.213
+    d = {"type": "discovery", "t": 10, "wall": w0, "id": "x", "peer": "a", "tier": "cpu", "state": "x"}
+    receipts = [{"type": "receipt", "t": 300, "wall": w0 + 0.005, "id": "x", "peer": "e", "via": "presence"}] + [
+        {"type": "receipt", "t": 300, "wall": round(w0 + ms / 1000, 3), "id": "x", "peer": p, "from": "a"}
+        for p, ms in (("c", 20), ("b", 12), ("d", 35), ("e", 48), ("b", 70))]  # b's second receipt: no delivery
+    again = dict(d, t=250, wall=w0 + 0.9, peer="b")  # a later author of the same state: still from the first
+    runs = {"wall": [join(p) for p in "abcde"] + [d] + receipts + [again],
+            "no wall": [{k: v for k, v in e.items() if k != "wall"} for e in [join(p) for p in "abcde"] + [d] + receipts],
+            "e by presence": [join(p) for p in "abcde"] + [d] + [r for r in receipts if r["peer"] != "e" or "via" in r],
+            "presence only": [join(p) for p in "abcde"] + [d, receipts[0]]}
+    seen = _run_model("""
+    const out = {};
+    for (const [name, events] of Object.entries(JSON.parse(require('fs').readFileSync(0, 'utf8')))) {
+      const m = new window.SwarmModel.Swarm();
+      for (const e of events) m.apply(e);
+      const d = m.discoveries.get('x');
+      const r = m.delivery(d);
+      out[name] = {t50: d.t50, t100: d.t100, collapsed: m.collapsed(d),
+        real: r && {ms: r.ms.map((x) => Math.round(x * 1000) / 1000), t50: r.t50 && Math.round(r.t50), t100: r.t100 && Math.round(r.t100)}};
+    }
+    console.log(JSON.stringify(out));
+    """, runs)
+    assert seen["wall"] == {"t50": 290, "t100": 290, "collapsed": True,
+                            "real": {"ms": [12, 20, 35, 48], "t50": 20, "t100": 48}}
+    assert seen["no wall"]["real"] is None and seen["no wall"]["t100"] == 290  # older files: virtual only
+    # e had it only by its register: 100 % of the peers, not by gossip
+    assert seen["e by presence"]["real"] == {"ms": [12, 20, 35], "t50": 20, "t100": None}
+    assert seen["presence only"]["real"] is None and not seen["presence only"]["collapsed"]
+
+
 def test_page_model_credits_only_measured_changes():
     """model.js folds `effect` events into its discoveries' credit, as swarm_node/credit.py words it:
     a technique is named with its effect only when measured; the rest is "combined, not ablated"."""

@@ -191,6 +191,61 @@ def test_discoveries_show_only_measured_credit(browser, shots, tmp_path):
     assert_clean(seen)
 
 
+def _window_spread(wall: bool = True) -> list[dict]:
+    """A discovery spread the way a replay's virtual clock records it: born at t=10, every receipt
+    at the window's end (t=300), the real gossip 12-48 ms apart in `wall`. Peer e's receipt inferred
+    from its register (via="presence") comes first, 5 ms in: it is no delivery."""
+    w0 = 1_796_308_683.213
+    events = [{"type": "join", "t": 0, "wall": w0 - 10, "peer": p, "tier": "cpu"} for p in "abcde"]
+    events.append({"type": "discovery", "t": 10, "wall": w0, "id": "cpu:" + "1" * 64, "peer": "a", "tier": "cpu",
+                   "state": "1" * 64, "parent": "0" * 64, "val_bpb": 1.9, "test_bpb": 1.92, "description": "x",
+                   "diff": "+NORM = 'rmsnorm'\n"})
+    events.append({"type": "receipt", "t": 300, "wall": w0 + 0.005, "id": "cpu:" + "1" * 64, "peer": "e",
+                   "via": "presence"})
+    for peer, source, ms in (("b", "a", 12), ("c", "a", 20), ("d", "b", 35), ("e", "c", 48)):
+        events.append({"type": "receipt", "t": 300, "wall": round(w0 + ms / 1000, 3), "id": "cpu:" + "1" * 64,
+                       "peer": peer, "from": source})
+    return events if wall else [{k: v for k, v in e.items() if k != "wall"} for e in events]
+
+
+def test_spread_shows_real_gossip_delivery_behind_the_virtual_windows(browser, shots, tmp_path):
+    """A replay's receipts all land at its virtual clock's window end (one step, 4m 50s after birth);
+    the page also shows the real delivery from `wall`: 50 % of 5 peers in 20 ms, 100 % in 48 ms. A
+    snapshot of unknown origin shows it too when its receipts share one time; without `wall`, none."""
+    real = ("real gossip delivery (wall clock of the machine that ran the agents): "
+            "50 % in 20 ms · 100 % in 48 ms · 4 gossip receipts")
+    path = write_jsonl(_window_spread(), tmp_path / "replay" / "events.jsonl")
+    with serve_in_thread(create_app(FileSource(path, mode="replay", title="replay windows"))) as url:
+        page = browser.new_page(viewport=VIEWPORT)
+        seen = record(page)
+        open_dashboard(page, url, at="end")
+        page.wait_for_function("t => document.querySelector('#focus').innerText.includes(t)", arg=real, timeout=15_000)
+        focus = " ".join(page.locator("#focus").inner_text().split())
+        assert "virtual time: 50 % in 4m 50s · 100 % in 4m 50s" in focus, focus
+        assert real in page.locator("#spread-real").inner_text()
+        assert "virtual time" in page.locator("#spread-what").inner_text()
+        row = page.locator("#discoveries tr[data-discovery] td.num").all_inner_texts()
+        assert [" ".join(c.split()) for c in row[1:3]] == ["4m 50s 20 ms real", "4m 50s 48 ms real"], row
+        assert page.locator("#discoveries thead").inner_text().count("virtual · real") == 2
+        settle(page)
+        screenshot(page, shots, "spread-real-delivery")
+        page.close()
+    assert_clean(seen)
+
+    for title, events, shown in (("night run", _window_spread(), True),       # one step: real times shown
+                                 ("replay old", _window_spread(wall=False), False)):  # no `wall`: none
+        out = export_html(events, tmp_path / f"{title}.html", title)
+        page = browser.new_page(viewport=VIEWPORT)
+        seen = record(page)
+        open_dashboard(page, out.as_uri())
+        page.wait_for_function("document.querySelector('#focus').innerText.includes('4m 50s')", timeout=15_000)
+        settle(page)
+        assert (real in page.locator("#focus").inner_text()) is shown
+        assert ("ms real" in page.locator("#discoveries").inner_text()) is shown
+        page.close()
+        assert_clean(seen)
+
+
 def _json(event: dict) -> str:
     import json
     return json.dumps(event, separators=(",", ":"))

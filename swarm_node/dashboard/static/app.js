@@ -51,6 +51,31 @@
 
   const replayLike = () => app.mode === "replay" || app.mode === "snapshot";
 
+  /* What a spread curve's time `t` is: "virtual" in a replay (its clock releases agents in windows
+     of virtual time, so receipts land at a window's end and the curve hides how fast gossip was),
+     "real" on a live node, "unknown" in a snapshot not titled "replay …" (`report --html` names them). */
+  const clockKind = () => (app.mode === "replay" || (app.mode === "snapshot" && /^replay\b/.test(app.title)) ? "virtual" :
+    app.mode === "snapshot" ? "unknown" : "real");
+  const CLOCK_NOTE = {
+    virtual: "virtual time: the replay clock releases agents in windows, so receipts land at a window's end",
+    real: "real time on this node", unknown: "the events' time t (virtual in a replay)" };
+  const AXIS_LABEL = { virtual: "virtual time since the discovery was born (replay clock, released in windows)",
+    real: "time since the discovery was born (real time on this node)",
+    unknown: "time since the discovery was born (the events' time t)" };
+  const REAL_LABEL = "real gossip delivery (wall clock of the machine that ran the agents)";
+
+  /** Wall-clock delivery of `d` (model.delivery) where its curve's time hides it: in a replay, or
+   *  when all its receipts share one time; null on a live node (its `t` is real) or without `wall`. */
+  function realDelivery(d) {
+    const clock = clockKind();
+    return clock === "virtual" || (clock === "unknown" && app.model.collapsed(d)) ? app.model.delivery(d) : null;
+  }
+  function realHtml(d) {
+    const r = realDelivery(d);
+    return r ? `${REAL_LABEL}: 50 % in <b>${fmtDur(finite(r.t50) ? r.t50 / 1000 : null)}</b> · 100 % in ` +
+      `<b>${fmtDur(finite(r.t100) ? r.t100 / 1000 : null)}</b> · ${r.ms.length} gossip receipts` : "";
+  }
+
   // --- formatting --------------------------------------------------------------------------
 
   function esc(s) {
@@ -282,6 +307,11 @@
     badge.textContent = { live: "live", home: "live · home", replay: "replay", snapshot: "snapshot" }[app.mode] || app.mode;
     badge.className = `badge ${app.mode}`;
     $("#title").textContent = app.title;
+    const clock = clockKind();
+    $("#spread-what").textContent = `share of peers that have each discovery, by time since it was born · ${CLOCK_NOTE[clock]}`;
+    if (clock === "virtual") {
+      for (const th of document.querySelectorAll("#discoveries th.reach-time")) th.insertAdjacentHTML("beforeend", " <small>virtual · real</small>");
+    }
     document.title = `swarm-node · ${app.title}`;
   }
 
@@ -571,6 +601,7 @@
       return;
     }
     const s = model.share(d);
+    const real = realHtml(d);
     const parent = d.parent ? model.states.get(d.parent) : null;
     const delta = parent && finite(parent.val) && finite(d.val) ? ` (${fmtDelta(d.val - parent.val)})` : "";
     const note = app.pinned === d.id ? '<span class="pin">pinned · <button type="button" class="link" data-unpin>follow the newest</button></span>' :
@@ -579,8 +610,9 @@
       discovery <code>${esc(shortId(d.id))}</code> by ${d.peer ? peerTag(d.peer) : "?"}
       <span class="muted">${esc(d.tier || "")}</span> ${note}</div>
       <div>${esc(d.description || "")} · val_bpb <b>${fmtVal(d.val)}</b>${delta} · born at ${fmtClock(d.t)}</div>
-      <div>reached <b>${s.reached}/${s.alive}</b> peers (${Math.round(100 * s.share)} %) · 50 % in
+      <div>reached <b>${s.reached}/${s.alive}</b> peers (${Math.round(100 * s.share)} %) · ${clockKind() === "virtual" ? "virtual time: " : ""}50 % in
       <b>${fmtDur(d.t50)}</b> · 100 % in <b>${fmtDur(d.t100)}</b> · adopted by <b>${d.adopted.size}</b></div>
+      ${real ? `<div class="real-delivery">${real}</div>` : ""}
       <div class="credit"><span class="muted">credit</span> ${creditHtml(d, " · ")}</div>`;
   }
 
@@ -682,7 +714,7 @@
         legend: { show: false }, cursor: { show: false }, select: { show: false },
         scales: { x: { time: false }, y: { range: [0, 104] } },
         axes: [
-          Object.assign({}, AXIS, { values: (u, vals, axis, space, incr) => vals.map((v) => (v === 0 ? "0" : "+" + fmtSpan(v, incr))), label: "time since the discovery was born", labelSize: 18, labelFont: "11px system-ui, sans-serif" }),
+          Object.assign({}, AXIS, { values: (u, vals, axis, space, incr) => vals.map((v) => (v === 0 ? "0" : "+" + fmtSpan(v, incr))), label: AXIS_LABEL[clockKind()], labelSize: 18, labelFont: "11px system-ui, sans-serif" }),
           Object.assign({}, AXIS, { values: (u, vals) => vals.map((v) => v + "%"), size: 46, splits: () => [0, 25, 50, 75, 100] }),
         ],
         series: [{}].concat(slots),
@@ -823,13 +855,14 @@
       const d = model.discoveries.get(id);
       const s = model.share(d);
       const pct = Math.round(100 * s.share);
+      const real = realDelivery(d);
       const cls = [id === focus ? "focused" : "", id === app.pinned ? "pinned" : ""].join(" ");
       return `<tr class="${cls}" data-discovery="${esc(id)}" data-reached="${s.reached}" data-alive="${s.alive}" data-adopted="${d.adopted.size}">
         <td><i class="swatch" style="background:${d.color}"></i><code>${esc(shortId(id))}</code></td>
         <td>${d.peer ? peerTag(d.peer) : "?"}</td>
         <td class="num">${fmtVal(d.val)}</td>
         <td class="reach"><span class="bar"><span style="width:${pct}%"></span></span><span class="reached">${s.reached}/${s.alive}</span></td>
-        <td class="num">${fmtDur(d.t50)}</td><td class="num">${fmtDur(d.t100)}</td>
+        <td class="num">${fmtDur(d.t50)}${realCell(real, "t50")}</td><td class="num">${fmtDur(d.t100)}${realCell(real, "t100")}</td>
         <td class="num">${d.adopted.size}</td><td class="num muted">${fmtClock(d.t)}</td></tr>
         <tr class="credit-row" data-focus="${esc(id)}" data-credit-of="${esc(id)}"><td></td><td colspan="7" class="credit">${creditHtml(d, " · ")}</td></tr>`;
     }).join("");
@@ -837,6 +870,21 @@
     const html = rows || '<tr class="empty"><td colspan="8">no discoveries yet</td></tr>';
     if (body.dataset.html !== html) { body.innerHTML = html; body.dataset.html = html; }
     setText($("#discoveries-count"), model.discoveryOrder.length > TABLE_ROWS ? `newest ${TABLE_ROWS} of ${model.discoveryOrder.length}` : "");
+  }
+
+  /** Under the spread chart: the followed discovery's real delivery, which its curve cannot show. */
+  function renderSpreadReal() {
+    const id = graph.focusId();
+    const d = id ? app.model.discoveries.get(id) : null;
+    const real = d ? realHtml(d) : "";
+    const html = real ? `<i class="swatch" style="background:${d.color}"></i><code>${esc(shortId(d.id))}</code> ${real}` :
+      clockKind() === "virtual" ? `<span class="muted">${esc(REAL_LABEL)}: none recorded (no gossip receipt with a wall time yet)</span>` : "";
+    const el = $("#spread-real");
+    if (el.dataset.html !== html) { el.innerHTML = html; el.dataset.html = html; }
+  }
+
+  function realCell(real, key) {
+    return real ? `<small class="real" title="${esc(REAL_LABEL)}">${fmtDur(finite(real[key]) ? real[key] / 1000 : null)} real</small>` : "";
   }
 
   function renderLeaderboard() {
@@ -976,6 +1024,7 @@
         renderLegend();
         renderFocus();
         renderDiscoveries();
+        renderSpreadReal();
         renderLeaderboard();
         renderFeed();
       });

@@ -313,6 +313,8 @@
         val: e.val_bpb, test: e.test_bpb, description: e.description || "", diff: e.diff || "",
         changed: discoveryChanges(e), placeholder: false });
       if (e.t < d.t) d.t = e.t;
+      // real delivery counts from its first publication (another agent may find the same state later)
+      if (!finite(d.wall) && finite(e.wall)) { d.wall = e.wall; d.firstAuthor = p.id; }
       if (first) this.counters.discoveries += 1;
       this.states.set(d.state, { state: d.state, parent: d.parent, via: d.id, val: d.val, test: d.test,
         peer: p.id, tier: p.tier, t: e.t, description: d.description, diff: d.diff, baseline: false });
@@ -362,6 +364,8 @@
       const p = this.peer(e.peer);
       if (e.from) this.peer(e.from);
       this.counters.receipts += 1;
+      // a peer's first delivery by gossip; a receipt inferred from its register ("presence") is none
+      if (e.via !== "presence" && !d.delivered.has(p.id)) d.delivered.set(p.id, { t: e.t, wall: e.wall });
       this.reach(d, p.id, e.t, e.from || null);
       this.changes.touches.push({ kind: "received", id: d.id, peer: p.id, from: e.from || null });
       this.lastTouched = d.id;
@@ -409,6 +413,7 @@
       if (!d) {
         d = { id, peer: author || null, tier: null, state: id, parent: null, val: null, test: null,
           description: "", diff: "", changed: [], t, has: new Map(), adopted: new Map(), via: new Map(), curve: [], reached: 0, aliveAt: 0,
+          wall: null, firstAuthor: null, delivered: new Map(),  // peer -> {t, wall} of its first receipt by gossip
           t50: null, t100: null, color: DISCOVERY_COLORS[this.discoveryOrder.length % DISCOVERY_COLORS.length],
           order: this.discoveryOrder.length, version: 0, placeholder: true };
         this.discoveries.set(id, d);
@@ -441,6 +446,36 @@
       d.curve.push([dt, share]);
       if (share >= 0.5 && d.t50 === null) d.t50 = dt;
       if (share >= 1 && d.t100 === null) d.t100 = dt;
+    }
+
+    /** Real gossip delivery of `d` by the wall clock (a replay's virtual clock releases agents in
+     *  windows, so its receipts all land at a window's end): the ms from the first discovery event
+     *  of `d` to each alive peer's first receipt by gossip, sorted, and the ms by which 50 % / 100 %
+     *  of the peers alive now had it (its author from 0 ms; null: not by gossip). null when the
+     *  events carry no `wall` (older files) or no peer received it by gossip yet. */
+    delivery(d) {
+      if (!d || !finite(d.wall)) return null;
+      const ms = [];
+      for (const [id, r] of d.delivered) {
+        const p = this.peers.get(id);
+        if (id !== d.firstAuthor && p && p.alive && finite(r.wall)) ms.push(1000 * (r.wall - d.wall));
+      }
+      if (!ms.length) return null;
+      ms.sort((a, b) => a - b);
+      const author = this.peers.get(d.firstAuthor);
+      const alive = Math.max(this.alive, 1), start = author && author.alive ? 1 : 0;
+      const by = (share) => {
+        const k = Math.ceil(share * alive) - start;  // the k-th delivery brings it to `share`
+        return k <= 0 ? 0 : k <= ms.length ? ms[k - 1] : null;
+      };
+      return { ms, t50: by(0.5), t100: by(1) };
+    }
+
+    /** True when every gossip delivery of `d` so far came at one virtual time (within a second):
+     *  its spread curve is one step that tells nothing of how fast gossip was. */
+    collapsed(d) {
+      const ts = [...d.delivered.values()].map((r) => r.t).filter(finite);
+      return ts.length > 1 && Math.max(...ts) - Math.min(...ts) < 1;
     }
 
     /** Share of the peers alive now that have discovery `d`. */
