@@ -4,7 +4,7 @@ real one, at measured noise?
 Source (printed): real runs at the cpu tier's compute budget (configs/tiers.toml), where a node
 decides, cached in --runs (made by --measure N: the tier's baseline and single changes of it, CHANGES,
 seeds 0..N-1, run as the runner does; resumable; machine, torch, budget and date recorded); else
-experiments/tinygpt/table.json (150-step trainings). From it: the per-seed SD of a paired difference
+the cpu tier's table in experiments/tinygpt/table.json (--tier for another). From it: the per-seed SD of a paired difference
 (one-change pairs, each centred on its own mean, pooled), the across-seed spread of one state and the
 effect of LEARNING_RATE 0.003 -> 0.006 (head - candidate, + = better; runs: also every change's, with
 SE and t). Then simulated nodes run the rule itself (swarm_node.research.decision: decide on K seeds,
@@ -128,8 +128,8 @@ def from_runs(doc: dict, metric: str) -> dict:
             "effects": effects, "effect": effects[LR]["mean"], "seeds": sorted({s for v in runs.values() for s in v})}
 
 
-def measure(table: dict, metric: str) -> dict:
-    rows, names = table["rows"], list(table["grid"])
+def measure(table: dict, tier: str, metric: str) -> dict:
+    rows, names = table["tiers"][tier]["rows"], list(table["grid"])
     vals = [{s: v[metric] for s, v in r["seeds"].items()} for r in rows]
     spread = pooled(v.values() for v in vals)[0]  # across-seed spread of one state
     pairs = {n: [] for n in names}  # per-seed noise of a paired difference, by the changed name
@@ -198,6 +198,7 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--source", choices=("auto", "table", "runs"), default="auto",
                    help="where noise and effect come from (auto: the runs file if it exists, else the table)")
+    p.add_argument("--tier", default="cpu", help="with --source table: the tier's table (default cpu)")
     p.add_argument("--runs", type=Path, default=RUNS, help="cached runs at the tier budget (JSON)")
     p.add_argument("--measure", type=int, metavar="N", help="first train the missing runs, seeds 0..N-1")
     p.add_argument("--jobs", type=int, default=1, help="runs at once while measuring")
@@ -226,8 +227,12 @@ def main(argv=None) -> None:
         effect = m["effect"]
         print(f"  real candidates' effect: {LR}'s, {effect:+.4f}")
     else:
-        m = measure(json.loads(a.table.read_text()), a.metric)
-        print(f"source: table {a.table.name} at 150 steps, seeds {m['seeds']}, {a.metric}")
+        table = json.loads(a.table.read_text())
+        if table.get("format") != 2 or a.tier not in table["tiers"]:
+            raise SystemExit(f"{a.table} has no per-tier table {a.tier!r}: measure it with `swarm-node bench-table`")
+        m = measure(table, a.tier, a.metric)
+        print(f"source: table {a.table.name}, tier {a.tier} at {table['tiers'][a.tier]['budget_flops']:.3g} FLOPs, "
+              f"seeds {m['seeds']}, {a.metric}")
         print(f"  across-seed spread of one state: {m['spread']:.4f}")
         print(f"  per-seed noise of a paired difference: {m['noise']:.4f} ({m['noise_df']} df, one-change pairs)")
         print("    by the changed name: " + ", ".join(f"{n} {v:.4f}" for n, v in m["by_name"].items()))

@@ -112,14 +112,17 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("bench-table", help="measure the replay's table: real trainings over a grid",
-                       description="Train the tinygpt target over the grid in configs/bench_grid.toml (each "
-                       "configuration with each seed, a fixed number of steps) and write the table the replay's "
-                       "oracle reads. Resumes where it stopped.")
+                       description="Train the tinygpt target over the grid in configs/bench_grid.toml: for each "
+                       "tier, each configuration with each seed at the tier's compute budget (training FLOPs, so a "
+                       "row re-trains to the same value elsewhere). Writes the table the replay's oracle reads, "
+                       "row by row; run it again to resume where it stopped.")
     p.add_argument("--data", metavar="FILE", required=True, help="the corpus (Tiny Shakespeare)")
     p.add_argument("--out", metavar="FILE", help="default: experiments/tinygpt/table.json")
     p.add_argument("--jobs", type=int, default=1, help="trainings at once (default 1)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training (default 1)")
-    p.add_argument("--limit", type=int, help="only the first N configurations (for a quick look)")
+    p.add_argument("--tier", action="append", metavar="NAME",
+                   help="measure only this tier (repeatable, in this order; default: every tier of bench_grid.toml)")
+    p.add_argument("--limit", type=int, help="only the first N configurations of each tier (for a quick look)")
     p.set_defaults(func=cmd_bench_table)
 
     p = sub.add_parser("replay", help="re-run a 35-agent night on this machine in minutes (no GPU, no key)",
@@ -128,9 +131,14 @@ def parser() -> argparse.ArgumentParser:
                        "by a virtual clock. Writes events.jsonl, summary.json, REPORT.md and trajectory.png.")
     p.add_argument("--scenario", metavar="FILE", help="scenario TOML (default configs/replay_march8.toml)")
     p.add_argument("--seed", type=int, default=1, help="the replay's seed: same seed, same decisions (default 1)")
+    p.add_argument("--seeds", metavar="RANGE", help="replay the night once per seed (e.g. 1-10, or 1,4,7) into "
+                   "OUT/seed-N/ and write a REPORT.md of the distributions over seeds (with --compare: gossip vs "
+                   "isolated with 95 %% intervals, and the null-table control)")
     p.add_argument("--out", metavar="DIR", default="replay-out", help="where to write (default ./replay-out)")
     p.add_argument("--no-gossip", dest="gossip", action="store_false", help="the same agents, isolated")
-    p.add_argument("--compare", action="store_true", help="also run the isolated night and compare them")
+    p.add_argument("--compare", action="store_true", help="also run the controls and compare: the same night "
+                   "without gossip, and on a null table (every row answers from the baseline's distribution, so "
+                   "every keep there is false)")
     p.add_argument("--dashboard", nargs="?", const=8765, type=int, metavar="PORT",
                    help="watch it live in the dashboard (default port 8765; stays up until Ctrl-C)")
     p.add_argument("--table", metavar="FILE", help="the measured table (default experiments/tinygpt/table.json)")
@@ -381,7 +389,14 @@ def cmd_replay(args) -> int:
     logs.configure(json_lines=False, level="error")  # 35 nodes' logs would drown the progress line
     logging.getLogger("libp2p").setLevel(logging.CRITICAL)  # agents leaving make py-libp2p log tracebacks
     scenario = load_scenario(args.scenario)
-    table = load_table(Path(args.table) if args.table else None)
+    try:
+        table = load_table(Path(args.table) if args.table else None)
+        for tier in sorted({a.tier for a in scenario.agents} - set(table["tiers"])):
+            raise ValueError(f"the scenario's tier {tier!r} has no table in {args.table or 'table.json'} (it has "
+                             f"{', '.join(table['tiers'])}): measure it with `swarm-node bench-table --tier {tier}`")
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     out = Path(args.out).resolve()
     print(f"replaying {scenario.name}: {len(scenario.agents)} agents, {scenario.night_seconds / 3600:.0f} virtual "
           f"hours, seed {args.seed}, gossip {'on' if args.gossip else 'off'} -> {out}", flush=True)
@@ -397,12 +412,31 @@ def cmd_replay(args) -> int:
             print(f"dashboard: {url} (stays up after the replay; Ctrl-C to stop)", flush=True)
     start = time.monotonic()
     reported = []
+    if args.seeds:
+        from .replay.study import parse_seeds, run_study
+        try:
+            seeds = parse_seeds(args.seeds)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.dashboard is not None or not args.gossip:
+            print("error: --seeds runs whole studies; use --seed N for --dashboard or --no-gossip", file=sys.stderr)
+            return 2
+
+        async def study() -> None:
+            s = await run_study(scenario, table, seeds, out, compare=args.compare,
+                                progress=lambda line: print(line, flush=True))
+            reported.append(s)
+            print(f"done in {time.monotonic() - start:.0f} s: {len(seeds)} seeds; report: {out / 'REPORT.md'}",
+                  flush=True)
+        interrupted = _run_until_interrupted(study)
+        return 0 if reported else 130 if interrupted else 1
 
     def done(summary: dict) -> None:
         reported.append(summary)
-        best = summary["best"]
+        bests = ", ".join(f"{tier} {v:.4f}" for tier, v in sorted(summary["best_by_tier"].items()))
         print(f"done in {time.monotonic() - start:.0f} s: {summary['experiments']} training runs, "
-              f"{summary['keeps']} keeps, best val_bpb {best['val_bpb']:.4f} ({best['author']}, {best['tier']}); "
+              f"{summary['keeps']} keeps, best val_bpb per tier: {bests}; "
               f"report: {out / 'REPORT.md'}" + ("; the dashboard stays up until Ctrl-C" if args.dashboard is not None
                                                 else ""), flush=True)
 
@@ -422,9 +456,14 @@ def cmd_bench_table(args) -> int:
     from .replay.table import DEFAULT_TABLE, measure_table
     out = Path(args.out) if args.out else target_dir("tinygpt") / DEFAULT_TABLE
     start = time.monotonic()
-    table = measure_table(out, Path(args.data).resolve(), jobs=args.jobs, threads=args.threads, limit=args.limit,
-                          progress=lambda line: print(line, flush=True))
-    print(f"wrote {out}: {len(table['rows'])} configurations in {time.monotonic() - start:.0f} s")
+    try:
+        table = measure_table(out, Path(args.data).resolve(), tiers=args.tier, jobs=args.jobs, threads=args.threads,
+                              limit=args.limit, progress=lambda line: print(line, flush=True))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sizes = ", ".join(f"{name} {len(t['rows'])}" for name, t in table["tiers"].items())
+    print(f"wrote {out}: configurations per tier: {sizes}, in {time.monotonic() - start:.0f} s")
     return 0
 
 

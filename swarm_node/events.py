@@ -9,16 +9,19 @@ Types and their fields:
     link        a, b                                 a connection between two peers
     unlink      a, b
     experiment  peer, id, state, description, status (keep|discard|crash|baseline|adopted|refused),
-                val_bpb, test_bpb, tier
+                val_bpb, test_bpb, tier, parent, proposer, improvement, se (the mean paired
+                improvement over the parent on every seed compared, and its standard error)
     discovery   id, peer (its author), tier, state, parent, val_bpb, test_bpb, description, diff
     receipt     id, peer, from                       `peer` received discovery `id` from `from`
+                                                     (`via` presence: inferred from its register)
     adoption    id, peer, tier, state, val_bpb, verified   `peer` now runs on discovery `id`
     reject      peer, from, reason                   `peer` rejected a message from `from`
     effect      peer, tier, state, name, value, effect, se, seeds, kind (single|ablation)
                                                      what the change name = value brings to the kept
                                                      `state` (paired, positive = helps)
 
-A discovery's `id` is `tier:state` (the same train.py can be a discovery in two tiers). Writers append; readers only read, so a
+Every event also has `t` (seconds since the log started; a replay's virtual time) and `wall`
+(real time.time()). A discovery's `id` is `tier:state` (the same train.py can be a discovery in two tiers). Writers append; readers only read, so a
 dashboard can follow a running node's home by tailing the file.
 
 Both the file and the memory are bounded. When events.jsonl passes `max_bytes` it is renamed

@@ -27,6 +27,7 @@ from .p2p.network import DEFAULT_QUOTAS, FORWARD_RATE, ConnectError, SwarmNetwor
 from .research.hparams import read_block
 from .research.adoption import Offer, Runs, Verdict, admit
 from .research.claims import ClaimBook
+from .research.decision import REPRO_TOLERANCE
 from .research.loop import ExperimentRecord, Observer, tier_baseline
 from .research.policy import check_change, check_value, diff_reason
 from .research.proposers.base import TransferCandidate
@@ -347,6 +348,11 @@ class Node:
             while len(self.pending) > MAX_PENDING:
                 self._rejected("budget:pending", d.author, self.pending.pop(max(self.pending, key=self._pending_rank)))
         elif d.bench.target == self.bench.target and d.bench.corpus == self.bench.corpus:
+            first = self._heard.get(d.state)
+            if first is not None and _corroborates(first, d) and self.standing.good(first.author) \
+                    and self.standing.good(d.author):
+                self._transfer(self._heard.pop(d.state), vouched_by=d.author)
+                return
             self._heard[d.state] = d  # a transfer candidate once a peer in good standing verifies it
             while len(self._heard) > MAX_HEARD:
                 self._heard.popitem(last=False)
@@ -365,17 +371,20 @@ class Node:
 
     def _maybe_transfer(self, a: Adoption) -> None:
         """Another tier's discovery becomes a transfer candidate when a peer in good standing, not its
-        author, re-measured and adopted it: an unverified claim never chooses our experiments."""
+        author, re-measured and adopted it (or found the same state itself, see _corroborates): an
+        unverified claim never chooses our experiments."""
         d = self._heard.get(a.discovery_state)
         if d is None or not a.verified or a.author == d.author or not self.standing.good(a.author):
             return
-        del self._heard[a.discovery_state]
+        self._transfer(self._heard.pop(a.discovery_state), vouched_by=a.author)
+
+    def _transfer(self, d: Discovery, vouched_by: str) -> None:
         sized = set(self.research.tier.baseline)  # model size is the tier's business
         changes = {k: v for k, v in d.hparams.items() if k not in sized}
         if changes and len(self.loop.transfers) < MAX_TRANSFERS:
             self.loop.transfers.append(TransferCandidate(d.description, changes, d.val_bpb, d.bench.tier, d.author))
             log.info("transfer candidate from another tier", tier=d.bench.tier, author=d.author[:16],
-                     verified_by=a.author[:16], changes=changes)
+                     verified_by=vouched_by[:16], changes=changes)
 
     def _maybe_dial(self, p: Presence) -> None:
         """Peer exchange: dial the author of a Presence, by its own id, at a few of its addresses,
@@ -625,7 +634,8 @@ class _Publisher(Observer):
         await self.node.inner.experiment_finished(record)
         n = self.node
         n.events.emit("experiment", peer=n.peer_id, id=record.id, state=record.state, description=record.description,
-                      status=record.status, val_bpb=record.val_bpb, test_bpb=record.test_bpb, tier=n.bench.tier)
+                      status=record.status, val_bpb=record.val_bpb, test_bpb=record.test_bpb, tier=n.bench.tier,
+                      parent=record.parent, proposer=record.proposer, improvement=record.improvement, se=record.se)
         if record.status in ("keep", "discard", "crash") and record.parent:
             await n._publish(Result(author=n.peer_id, ts=time.time(), bench=n.bench, state=record.state,
                                     parent=record.parent, description=record.description[:200], status=record.status,
@@ -659,6 +669,17 @@ class _Publisher(Observer):
 
 def _seed_runs(runs: Runs) -> list[SeedRun]:
     return [SeedRun(seed=s, val_bpb=v, test_bpb=t) for s, (v, t) in sorted(runs.items())]
+
+
+def _corroborates(a: Discovery, b: Discovery) -> bool:
+    """Two authors found the same state on the same key and their runs of the seeds both measured
+    agree (runs are reproducible): as good as a verification, for choosing what to try next."""
+    common = {r.seed: r.val_bpb for r in a.runs}.keys() & {r.seed for r in b.runs}
+    if a.author == b.author or a.bench != b.bench or not common:
+        return False
+    theirs = {r.seed: r.val_bpb for r in b.runs}
+    tolerance = REPRO_TOLERANCE.get(a.bench.device, max(REPRO_TOLERANCE.values()))
+    return all(abs(r.val_bpb - theirs[r.seed]) <= tolerance for r in a.runs if r.seed in common)
 
 
 def discovery_id(tier: str, state: str) -> str:

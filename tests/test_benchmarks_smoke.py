@@ -43,7 +43,7 @@ def test_hostile_load_quick_prints_both_goal_lines():
 
 
 def test_decision_quality_prints_both_rates(tmp_path):
-    """benchmarks/decision_quality.py at a small trial count, from the 150-step table and from a runs
+    """benchmarks/decision_quality.py at a small trial count, from the cpu tier's table and from a runs
     file (written here, 3 seeds): the source, the noise, the effects and both rates with their trial
     counts; never whether a goal is met."""
     import json
@@ -60,7 +60,7 @@ def test_decision_quality_prints_both_rates(tmp_path):
         assert proc.returncode == 0, out + proc.stderr
         assert re.search(r"per-seed noise of a paired difference: [\d.]+ \(\d+ df", out), out
         if source == "table":
-            assert re.search(r"^source: table table.json at 150 steps", out, re.M), out
+            assert re.search(r"^source: table table.json, tier cpu at 4.5e\+11 FLOPs", out, re.M), out
             assert re.search(r"LEARNING_RATE 0.003 -> 0.006 effect: base [+-][\d.]+, mean over \d+ contexts", out), out
         else:
             assert re.search(r"^source: measured runs at 4.5e\+11 FLOPs", out, re.M), out

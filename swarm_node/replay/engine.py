@@ -22,6 +22,7 @@ from ..node import Node, NodeOptions
 from ..research.hardware import HardwareProfile, Tier
 from ..research.session import Options, build
 from ..research.target import Corpus
+from .analysis import solo_race
 from .clock import VirtualClock, current_agent
 from .oracle import OracleRunner, TableOracle
 from .scenario import AgentSpec, Scenario
@@ -55,20 +56,19 @@ def _seed_for(replay_seed: int, name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{replay_seed}/{name}".encode()).digest()[:4], "big")
 
 
-def _build_agent(spec: AgentSpec, out: Path, table: dict, oracle: TableOracle, clock: VirtualClock,
+def _build_agent(spec: AgentSpec, out: Path, table: dict, oracle: TableOracle, counter: list, clock: VirtualClock,
                  events: EventLog, seed: int) -> Agent:
     home = out / "agents" / spec.name
     corpus = Corpus(path=Path("table"), sha256=table["corpus_sha256"], name="tinyshakespeare.txt", bytes=0)
     seeds = sorted(int(x) for x in table["seeds"])  # runs are reproducible: an agent runs exactly these
     decision = min(3, len(seeds))
-    tier = Tier(name=spec.tier, description=spec.group, role=spec.group,
-                budget_flops=oracle.budget_flops() or table["steps"], time_budget=spec.experiment_seconds,
-                max_seconds=spec.experiment_seconds, seeds=decision, confirm_seeds=len(seeds) - decision,
-                baseline=dict(table["base"]))
+    tier = Tier(name=spec.tier, description=spec.group, role=spec.group, budget_flops=oracle.budget_flops,
+                time_budget=spec.experiment_seconds, max_seconds=spec.experiment_seconds, seeds=decision,
+                confirm_seeds=len(seeds) - decision, baseline=dict(oracle.table["base"]))
     profile = HardwareProfile(accelerator="cpu", device_name=spec.hardware, memory_gb=0.0, cpu_cores=0,
                               ram_gb=0.0, torch="table")
     space = {name: {"choices": list(values)} for name, values in table["grid"].items()}
-    runner = OracleRunner(oracle, clock, spec.name, spec.experiment_seconds)
+    runner = OracleRunner(oracle, clock, spec.name, spec.experiment_seconds, counter)
     research = build(Options(home=str(home), seed=_seed_for(seed, spec.name)), profile=profile, runner=runner,
                      corpus=corpus, tier=tier, space=space, explore=list(spec.explore))
     # A Presence floods all 35 hosts on this one core (about 0.5 s of CPU each) and the replay needs
@@ -93,7 +93,8 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
         shutil.rmtree(out)
     out.mkdir(parents=True)
     clock = VirtualClock()
-    oracle = TableOracle(table)
+    oracles = {tier: TableOracle(table, tier) for tier in sorted({a.tier for a in scenario.agents})}
+    counter: list = []  # one entry per training run the tables answered
     events = EventLog(out / "events.jsonl", clock=clock.event_time)
     if dashboard_events is not None:
         dashboard_events.append(events)
@@ -153,7 +154,7 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
             if kind == 0:
                 spec = joins.pop(0)
                 clock.advance_to(t)
-                agent = _build_agent(spec, out, table, oracle, clock, events, seed)
+                agent = _build_agent(spec, out, table, oracles[spec.tier], counter, clock, events, seed)
                 agents[spec.name] = agent
                 clock.mark_busy(spec.name)
                 await nursery.start(live, agent)
@@ -170,15 +171,15 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
                 clock.release_until(min(t + window, candidates[1][0], candidates[2][0], scenario.night_seconds))
             if time.monotonic() - last_print > 2:
                 last_print = time.monotonic()
-                progress(_progress_line(clock, agents, oracle, scenario))
+                progress(_progress_line(clock, agents, len(counter), scenario))
         await clock.quiet()  # what was published in the last window still reaches everyone
         _apply_inboxes(agents, order)
         for agent in agents.values():
             agent.scope.cancel()
     clock.advance_to(scenario.night_seconds)
     events.close()
-    progress(_progress_line(clock, agents, oracle, scenario))
-    return NightResult(out=out, gossip=gossip, wall_seconds=time.monotonic() - started, runs=oracle.runs,
+    progress(_progress_line(clock, agents, len(counter), scenario))
+    return NightResult(out=out, gossip=gossip, wall_seconds=time.monotonic() - started, runs=len(counter),
                        gossip_timeouts=clock.gossip_timeouts, agents=agents)
 
 
@@ -247,13 +248,13 @@ async def _repair(agents: dict[str, Agent], rng: random.Random, events: EventLog
                 await _link(agent, agents[rng.choice(choices)], events)
 
 
-def _progress_line(clock: VirtualClock, agents: dict[str, Agent], oracle: TableOracle, scenario: Scenario) -> str:
+def _progress_line(clock: VirtualClock, agents: dict[str, Agent], runs: int, scenario: Scenario) -> str:
     live = sum(1 for a in agents.values() if not a.gone)
     keeps = sum(a.node.ledger.counters().get("keep", 0) for a in agents.values())
     bests = [a.node.loop.head.val_bpb for a in agents.values() if a.node.loop.head is not None]
     best = f"{min(bests):.4f}" if bests else "-"
     return (f"night {_hms(clock.now)} / {_hms(scenario.night_seconds)} | agents live {live:2d} | "
-            f"training runs {oracle.runs:3d} | keeps {keeps:2d} | best val_bpb {best}")
+            f"training runs {runs:3d} | keeps {keeps:2d} | best val_bpb {best}")
 
 
 def _hms(seconds: float) -> str:
@@ -261,35 +262,51 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-async def replay(scenario: Scenario, table: dict, *, seed: int, out: Path, gossip: bool = True,
-                 compare: bool = False, progress=print, dashboard=None, on_report=None) -> dict:
-    """Run the night (and, with `compare`, the isolated ablation), then write the report.
-    `on_report(summary)` is called once it is written (a dashboard keeps serving after that)."""
+async def replay_seed(scenario: Scenario, table: dict, *, seed: int, out: Path, gossip: bool = True,
+                      compare: bool = False, progress=print, dashboard_events: list | None = None) -> dict:
+    """One seed's night, and with `compare` its controls (the same night isolated, and on a null
+    table); writes their reports and returns {"gossip"|"isolated": summary, "isolated"?, "null"?}."""
     from ..events import read_jsonl
+    from .controls import null_table
     from .report import summarize, write_report
 
-    def summary_of(result: NightResult) -> tuple[dict, list[dict]]:
+    async def night(name: str, where: Path, on: dict, with_gossip: bool, logs=None) -> tuple[dict, list[dict]]:
+        if name != "main":
+            progress(f"control: the same night {name}")
+        result = await run_night(scenario, on, seed=seed, out=where, gossip=with_gossip, progress=progress,
+                                 dashboard_events=logs)
         events = read_jsonl(result.out / "events.jsonl")
         return summarize(events, agents=len(result.agents), runs=result.runs, gossip=result.gossip,
-                         wall_seconds=result.wall_seconds, gossip_timeouts=result.gossip_timeouts,
-                         seed=seed), events
+                         wall_seconds=result.wall_seconds, gossip_timeouts=result.gossip_timeouts, seed=seed,
+                         table=on), events
 
+    main, main_events = await night("main", out, table, gossip, dashboard_events)
+    summaries = {"main": main}
+    isolated = null = None
+    if compare and gossip:
+        isolated = await night("without gossip", out / "isolated", table, False)
+        write_report(out / "isolated", isolated[0], isolated[1], table, scenario)
+        nulled = null_table(table)
+        null, null_events = await night("on a null table", out / "null", nulled, True)
+        write_report(out / "null", null, null_events, nulled, scenario)
+        summaries.update(isolated=isolated[0], null=null)
+        main["solo_race"] = solo_race(main_events, isolated[1])
+    write_report(out, main, main_events, table, scenario, isolated, null)
+    return summaries
+
+
+async def replay(scenario: Scenario, table: dict, *, seed: int, out: Path, gossip: bool = True,
+                 compare: bool = False, progress=print, dashboard=None, on_report=None) -> dict:
+    """Run the night (and, with `compare`, its controls), then write the report.
+    `on_report(summary)` is called once it is written (a dashboard keeps serving after that)."""
     logs = [] if dashboard is not None else None
     async with trio.open_nursery() as nursery:
         if dashboard is not None:
             nursery.start_soon(dashboard, logs)
-        main = await run_night(scenario, table, seed=seed, out=out, gossip=gossip, progress=progress,
-                               dashboard_events=logs)
-        main_summary, main_events = summary_of(main)
-        isolated = None
-        if compare and gossip:
-            progress("ablation: the same night without gossip")
-            iso = await run_night(scenario, table, seed=seed, out=out / "isolated", gossip=False, progress=progress)
-            isolated = summary_of(iso)
-            write_report(iso.out, isolated[0], isolated[1], table, scenario)
-        write_report(out, main_summary, main_events, table, scenario, isolated)
+        summaries = await replay_seed(scenario, table, seed=seed, out=out, gossip=gossip, compare=compare,
+                                      progress=progress, dashboard_events=logs)
         if on_report is not None:
-            on_report(main_summary)
+            on_report(summaries["main"])
         if dashboard is None:
             nursery.cancel_scope.cancel()
-    return main_summary
+    return summaries["main"]

@@ -15,18 +15,23 @@ from ..research.runner import RunOutcome
 
 
 class TableOracle:
-    def __init__(self, table: dict):
-        self.table = table
+    """One tier's table: `table` is the whole file, `tier` names the part this oracle answers from."""
+
+    def __init__(self, table: dict, tier: str):
+        if tier not in table["tiers"]:
+            raise ValueError(f"the table has no tier {tier!r} (it has {', '.join(table['tiers'])}): measure it with "
+                             f"`swarm-node bench-table --tier {tier}`, or give the scenario's group a measured tier")
+        self.tier = tier
+        self.table = table["tiers"][tier]
         self.grid_names = list(table["grid"])
-        self.rows = {self._key(r["config"]): r for r in table["rows"]}
+        self.rows = {self._key(r["config"]): r for r in self.table["rows"]}
         self.mean_training: dict[str, float] = {}  # state -> mean training s of the rows of its machine
-        for session in table.get("sessions") or [{"states": [r["state"] for r in table["rows"]]}]:
-            members = [r for r in table["rows"] if r["state"] in set(session["states"])]
+        for session in self.table.get("sessions") or [{"states": [r["state"] for r in self.table["rows"]]}]:
+            members = [r for r in self.table["rows"] if r["state"] in set(session["states"])]
             if members:
                 mean = statistics.fmean(float(s["training_seconds"]) for r in members for s in r["seeds"].values())
                 for r in members:
                     self.mean_training.setdefault(r["state"], mean)
-        self.runs = 0
 
     def _key(self, config: dict) -> tuple:
         return tuple((n, type(config[n]).__name__, config[n]) for n in self.grid_names)
@@ -54,18 +59,17 @@ class TableOracle:
         """How long this run trained, relative to the mean of the rows measured on its machine."""
         return float(values["training_seconds"]) / self.mean_training[row_state]
 
-    def budget_flops(self) -> int | None:
-        """The training FLOPs of the base configuration's runs: the tables' compute budget."""
-        first = self.table["rows"][0]["seeds"]
-        flops = next(iter(first.values())).get("train_flops")
-        return int(flops) if flops else None
+    @property
+    def budget_flops(self) -> int:
+        return int(self.table["budget_flops"])
 
 
 class OracleRunner:
     """The replay agent's runner: same interface as SubprocessRunner.measure."""
 
-    def __init__(self, oracle: TableOracle, clock, agent: str, experiment_seconds: float):
+    def __init__(self, oracle: TableOracle, clock, agent: str, experiment_seconds: float, counter: list):
         self.oracle = oracle
+        self.counter = counter  # one list for the night: a training run appends 1
         self.clock = clock
         self.agent = agent
         self.experiment_seconds = experiment_seconds
@@ -77,7 +81,7 @@ class OracleRunner:
             return RunOutcome(status="crash", reason=row_state)
         cost = self.experiment_seconds * self.oracle.relative_time(row_state, values)
         await self.clock.spend(self.agent, cost)
-        self.oracle.runs += 1
+        self.counter.append(1)
         return RunOutcome(status="ok", val_bpb=float(values["val_bpb"]), test_bpb=float(values["test_bpb"]),
                           training_seconds=cost, total_seconds=cost, wall_seconds=0.0, peak_memory_mb=0.0,
                           num_steps=int(values["num_steps"]), output_tail=f"table row, seed {seed}")

@@ -7,6 +7,7 @@ values and every decision pairs a candidate with the head on the same seeds (dec
 """
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from dataclasses import dataclass, field
@@ -87,6 +88,8 @@ class ExperimentRecord:
     source: str = "local"
     author: str = "local"
     runs: Runs = field(default_factory=dict)  # seed -> (val_bpb, test_bpb), every run that finished
+    improvement: float | None = None  # mean paired improvement over the head, every seed compared
+    se: float | None = None  # its standard error, from the pooled paired noise
 
 
 class Observer:
@@ -357,6 +360,9 @@ class ResearchLoop:
                     status = "keep" if check.passed else "discard"
                     reason += f"; fresh seeds {'confirm' if check.passed else 'do not confirm'}: " \
                               f"{check.improvement:+.4f} over {list(check.seeds)}"
+        if differences:
+            record.improvement = statistics.fmean(differences)
+            record.se = self.noise.sd / math.sqrt(len(differences))
         self.noise.add(differences)  # after the decision: a result never judges itself
         parent = self.head
         if status == "keep":

@@ -43,7 +43,8 @@ class HeuristicProposer:
 
     def _candidates(self, ctx: ProposalContext) -> Iterator[tuple[dict, str]]:
         for t in sorted(ctx.transfers, key=lambda t: t.val_bpb):
-            changes = {k: v for k, v in t.hparams_changed.items() if k in ctx.head_hparams}
+            changes = {k: v for k, v in t.hparams_changed.items()  # what the head does not already have
+                       if k in ctx.head_hparams and not (ctx.head_hparams[k] == v and type(ctx.head_hparams[k]) is type(v))}
             if changes:
                 yield changes, f"transfer from {t.tier} ({t.author[:8]}): {describe(changes, ctx.head_hparams)}"
         # Values that crashed anywhere are not retried; values already discarded at another head
