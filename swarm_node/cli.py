@@ -24,6 +24,8 @@ Everything a node keeps lives in SWARM_NODE_HOME (default ~/.swarm-node) or --ho
 
 
 def _research_args(p: argparse.ArgumentParser) -> None:
+    from .research.decision import Rule
+    from .research.runner import MEMORY_LIMIT_GB
     g = p.add_argument_group("research")
     g.add_argument("--budget", type=float, help="training budget of one run: FLOPs in compute mode (e.g. 2e11), "
                    "seconds in time mode (default: the tier's; see `swarm-node hardware`)")
@@ -46,13 +48,19 @@ def _research_args(p: argparse.ArgumentParser) -> None:
                    help="hparams: only literal values in train.py's hyperparameter block may change (default); "
                    "code: any change to train.py (still sandboxed)")
     g.add_argument("--tier", help="override the detected hardware tier (see `swarm-node hardware`)")
-    g.add_argument("--sigma", type=float, help="noise of val_bpb to assume instead of measuring it at start")
-    g.add_argument("--min-delta", type=float, default=0.002, help="smallest improvement ever kept (default 0.002)")
+    g.add_argument("--prior-sd", "--sigma", dest="prior_sd", type=float, metavar="SD",
+                   help="SD of a paired difference in val_bpb to assume until the node's own history outweighs "
+                   "it (default: the baseline's seed-to-seed spread)")
+    g.add_argument("--min-delta", type=float, default=Rule.min_delta,
+                   help=f"smallest improvement in val_bpb ever kept (default {Rule.min_delta})")
+    g.add_argument("--t", type=float, default=Rule.t,
+                   help=f"keep only above this many standard errors of the paired mean (default {Rule.t}; more "
+                   "while the pooled SD rests on few differences)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     g.add_argument("--threads", type=int, help="torch threads per training run (default: torch's choice)")
     g.add_argument("--seed", type=int, default=0, help="seed of the proposers' random choices")
-    g.add_argument("--memory-limit", type=float, default=8.0, metavar="GB",
-                   help="address-space limit of a CPU training run (default 8; 0 for none)")
+    g.add_argument("--memory-limit", type=float, default=MEMORY_LIMIT_GB, metavar="GB",
+                   help=f"address-space limit of a CPU training run (default {MEMORY_LIMIT_GB:g}; 0 for none)")
     g.add_argument("--target", default="tinygpt", help="research target: a shipped name or a folder with "
                    "prepare.py and train.py (autoresearch style); default tinygpt")
 
@@ -63,6 +71,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from .dashboard.server import DEFAULT_PORT
     top = argparse.ArgumentParser(
         prog="swarm-node", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Autonomous keep/discard research loops that share winning diffs over a "
@@ -95,8 +104,8 @@ def parser() -> argparse.ArgumentParser:
                    help="where to accept peers (repeatable; default /ip4/0.0.0.0/tcp/4001)")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="adopt peers' discoveries without re-measuring them (default: re-measure)")
-    p.add_argument("--dashboard", nargs="?", const=8765, type=int, metavar="PORT",
-                   help="serve the gossip dashboard from this node (default port 8765)")
+    p.add_argument("--dashboard", nargs="?", const=DEFAULT_PORT, type=int, metavar="PORT",
+                   help=f"serve the gossip dashboard from this node (default port {DEFAULT_PORT})")
     p.add_argument("--dashboard-host", default="127.0.0.1",
                    help="dashboard address (default 127.0.0.1). The page answers only requests addressed to "
                         "localhost, a loopback or IP address, or this host, so a web page cannot read it "
@@ -139,8 +148,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help="also run the controls and compare: the same night "
                    "without gossip, and on a null table (every row answers from the baseline's distribution, so "
                    "every keep there is false)")
-    p.add_argument("--dashboard", nargs="?", const=8765, type=int, metavar="PORT",
-                   help="watch it live in the dashboard (default port 8765; stays up until Ctrl-C)")
+    p.add_argument("--dashboard", nargs="?", const=DEFAULT_PORT, type=int, metavar="PORT",
+                   help=f"watch it live in the dashboard (default port {DEFAULT_PORT}; stays up until Ctrl-C)")
     p.add_argument("--table", metavar="FILE", help="the measured table (default experiments/tinygpt/table.json)")
     p.set_defaults(func=cmd_replay)
 
@@ -182,7 +191,7 @@ def cmd_hardware(args) -> int:
 def _options(args):
     from .research.session import Options
     return Options(home=args.home, data=args.data, budget=args.budget, budget_mode=args.budget_mode, tier=args.tier,
-                   proposer=args.proposer, policy=args.policy, sigma=args.sigma, min_delta=args.min_delta,
+                   proposer=args.proposer, policy=args.policy, prior_sd=args.prior_sd, min_delta=args.min_delta, t=args.t,
                    device=args.device, threads=args.threads, seed=args.seed, target=args.target,
                    max_seconds=args.max_seconds, memory_limit_gb=args.memory_limit or None)
 

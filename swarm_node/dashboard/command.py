@@ -19,7 +19,7 @@ from pathlib import Path
 import trio
 
 from .app import STATIC, WILDCARD_HOSTS, create_app
-from .server import serve
+from .server import DEFAULT_PORT, serve
 from .sources import FileSource
 
 EVENTS_FILE = "events.jsonl"
@@ -44,7 +44,7 @@ def add_dashboard_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="also answer requests addressed to NAME (a host name the dashboard is reached "
                         "by, e.g. through a reverse proxy); repeatable; '*' turns the check off")
-    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
     p.add_argument("--open", action="store_true", help="open the dashboard in a web browser")
     p.set_defaults(func=cmd_dashboard)
     return p

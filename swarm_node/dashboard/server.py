@@ -23,7 +23,10 @@ def _bind(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-async def serve(app, *, host: str = "127.0.0.1", port: int = 8765,
+DEFAULT_PORT = 8765
+
+
+async def serve(app, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                 task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve `app` until cancelled; reports the URL it listens on (the real port when port=0)."""
     config = Config()

@@ -276,9 +276,10 @@ async def replay_seed(scenario: Scenario, table: dict, *, seed: int, out: Path, 
         result = await run_night(scenario, on, seed=seed, out=where, gossip=with_gossip, progress=progress,
                                  dashboard_events=logs)
         events = read_jsonl(result.out / "events.jsonl")
-        return summarize(events, agents=len(result.agents), runs=result.runs, gossip=result.gossip,
-                         wall_seconds=result.wall_seconds, gossip_timeouts=result.gossip_timeouts, seed=seed,
-                         table=on), events
+        summary = summarize(events, agents=len(result.agents), runs=result.runs, gossip=result.gossip,
+                            wall_seconds=result.wall_seconds, gossip_timeouts=result.gossip_timeouts, seed=seed,
+                            table=on)
+        return {**summary, "night_seconds": scenario.night_seconds}, events
 
     main, main_events = await night("main", out, table, gossip, dashboard_events)
     summaries = {"main": main}

@@ -75,7 +75,7 @@ def aggregate(nights: list[dict], table: dict) -> dict:
                  "delivery_ms_median": interval([m["delivery_ms"]["median"] for m in mains
                                                  if m["delivery_ms"]["median"] is not None]),
                  "delivery_ms_max": max((m["delivery_ms"]["max"] or 0 for m in mains), default=None)}
-    night_s = None
+    night_s = mains[0]["night_seconds"]
     for tier in tiers:
         row = {"gossip": interval([m["best_by_tier"][tier] for m in mains if tier in m["best_by_tier"]])}
         if all("isolated" in n for n in nights):
@@ -83,7 +83,6 @@ def aggregate(nights: list[dict], table: dict) -> dict:
             row["isolated"] = interval([b for _, b in pairs])
             row["gossip_minus_isolated"] = interval([a - b for a, b in pairs])
             races = [n["main"]["solo_race"][tier] for n in nights]
-            night_s = night_s or max(n["main"].get("night_seconds", 28800) for n in nights)
             row["hours_to_solo_best"] = {
                 "gossip": interval([_hours(r["t_gossip"], night_s) for r in races]),
                 "isolated": interval([_hours(r["t_isolated"], night_s) for r in races]),

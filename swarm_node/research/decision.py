@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 # (unmeasured), so a margin far below seed-to-seed noise. CUDA/MPS: unmeasured here (no GPU).
 REPRO_TOLERANCE = {"cpu": 1e-4, "cuda": 2e-3, "mps": 2e-3}
 
-PRIOR_DF = 2  # what a configured prior (--sigma) counts for until history replaces it
+PRIOR_DF = 2  # what a configured prior (--prior-sd) counts for until history replaces it
 
 # One-sided 97.5 % quantiles of Student's t: with few pooled differences the SD is itself
 # uncertain, so the multiplier grows (a guessed SD must not keep lucky candidates).

@@ -65,12 +65,15 @@ def _no_network_prefix() -> tuple[str, ...]:
     return ()
 
 
+MEMORY_LIMIT_GB = 8.0  # address-space limit of a CPU training run (a runaway model must not take the machine)
+
+
 class SubprocessRunner:
     """Runs `python train.py` in the workspace; one instance per node."""
 
     def __init__(self, workspace: Path, *, budget: Budget, corpus_path: Path, corpus_sha256: str,
                  expected_prepare_sha256: str, device: str = "auto", threads: int | None = None,
-                 memory_limit_gb: float | None = 8.0, scratch: Path | None = None):
+                 memory_limit_gb: float | None = MEMORY_LIMIT_GB, scratch: Path | None = None):
         if not isinstance(budget, Budget):
             raise TypeError(f"budget must be a Budget, not {type(budget).__name__}")
         self.workspace = Path(workspace)

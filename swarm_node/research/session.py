@@ -19,7 +19,7 @@ from .hardware import HardwareProfile, Tier, pick_tier, profile_for
 from .loop import LoopSettings, ResearchLoop
 from .proposers.evolve import EvolveProposer
 from .proposers.heuristic import HeuristicProposer
-from .runner import SubprocessRunner
+from .runner import MEMORY_LIMIT_GB, SubprocessRunner
 from .target import Corpus, Target, bench_key, describe_bench
 from .workspace import Workspace
 
@@ -41,13 +41,13 @@ class Options:
     tier: str | None = None
     proposer: str = "heuristic"
     policy: str = "hparams"
-    sigma: float | None = None
-    min_delta: float = 0.002
-    z: float = 2.0
+    prior_sd: float | None = None  # SD of a paired difference to assume until history outweighs it
+    min_delta: float = Rule.min_delta
+    t: float = Rule.t
     device: str = "auto"
     threads: int | None = None
     seed: int = 0
-    memory_limit_gb: float | None = 8.0
+    memory_limit_gb: float | None = MEMORY_LIMIT_GB
     max_seconds: float | None = None  # wall limit of one run (default: the tier's, or time + 60 + time/4)
     target: str = "tinygpt"
     extra: dict = field(default_factory=dict)
@@ -121,7 +121,7 @@ def build(opts: Options, profile: HardwareProfile | None = None, runner=None, ob
                                   scratch=home.cache / "runs")
     settings = LoopSettings(budget=budget, tier=tier.name, role=tier.role, bench=json.dumps(bench, sort_keys=True),
                             space=space or search_space(), program=_read_optional(target.dir / "program.md"),
-                            policy=opts.policy, prior_sd=opts.sigma, rule=Rule(min_delta=opts.min_delta, t=opts.z),
+                            policy=opts.policy, prior_sd=opts.prior_sd, rule=Rule(min_delta=opts.min_delta, t=opts.t),
                             repro_tolerance=REPRO_TOLERANCE[device], seed=opts.seed, decision_seeds=tuple(range(tier.seeds)),
                             confirm_seeds=tuple(range(tier.seeds, tier.seeds + tier.confirm_seeds)))
     loop = ResearchLoop(ledger=ledger, workspace=Workspace(home.workspace), runner=runner,
