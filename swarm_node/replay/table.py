@@ -9,7 +9,6 @@ table is invented: each value is a train.py run, and each tier lists the machine
 from __future__ import annotations
 
 import datetime
-import hashlib
 import itertools
 import json
 import math
@@ -26,7 +25,7 @@ from pathlib import Path
 from ..assets import load_config, target_dir
 from ..research.hparams import write_block
 from ..research.summary import parse_summary
-from ..research.workspace import state_hash
+from ..research.workspace import file_sha256, state_hash
 
 DEFAULT_TABLE = "table.json"  # beside the target's train.py
 FORMAT = 2  # 1: one table of fixed steps for every tier; 2: per-tier tables at compute budgets
@@ -96,7 +95,7 @@ def measure_table(out: Path, corpus: Path, *, tiers: list[str] | None = None, jo
     table = json.loads(out.read_text()) if out.exists() else {}
     if table and table.get("format") != FORMAT:
         raise ValueError(f"{out} is a format-{table.get('format', 1)} table; measure a new one with --out NEW.json")
-    table.update({"format": FORMAT, "target": "tinygpt", "corpus_sha256": _sha256(corpus), "device": "cpu",
+    table.update({"format": FORMAT, "target": "tinygpt", "corpus_sha256": file_sha256(corpus), "device": "cpu",
                   "threads_per_run": threads, "seeds": spec["seeds"], "grid": spec["grid"]})
     if "reference" not in table:
         table["reference"] = bigram_reference(corpus)
@@ -148,10 +147,6 @@ def measure_table(out: Path, corpus: Path, *, tiers: list[str] | None = None, jo
         list(pool.map(one, todo))
     _write(out, table)
     return table
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _write(out: Path, table: dict) -> None:

@@ -13,13 +13,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..messages import state_hash  # noqa: F401  (one definition: the wire contract's)
 from .hparams import split_lines
 
 TARGET_FILES = ("prepare.py", "train.py", "program.md")
-
-
-def state_hash(train_py: str) -> str:
-    return hashlib.sha256(train_py.encode("utf-8")).hexdigest()
 
 
 def file_sha256(path: Path) -> str:

@@ -8,7 +8,6 @@ loop can fall back to another proposer for the round.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -16,6 +15,7 @@ import os
 import anthropic
 
 from swarm_node.research import hparams
+from swarm_node.research.workspace import state_hash
 from swarm_node.research.proposers.base import (
     PastExperiment,
     Proposal,
@@ -63,7 +63,7 @@ class ClaudeProposer:
             head_block = hparams.read_block(ctx.head_source)
         except ValueError as exc:
             raise ProposerError(f"cannot read train.py's hyperparameter block: {exc}") from exc
-        head_state = state_of(ctx.head_source)
+        head_state = state_hash(ctx.head_source)
         tools = self._tools(head_block, ctx.search_space)
         system = system_prompt(ctx, tier=ctx.tier or self.tier, allow_code=self.allow_code)
         messages: list[dict] = [{"role": "user", "content": user_message(ctx, head_block)}]
@@ -71,7 +71,7 @@ class ClaudeProposer:
             reply = self._ask(system, messages, tools)
             call = _tool_call(reply, {tool["name"] for tool in tools})
             proposal = self._proposal(call, ctx.head_source, head_block)
-            state = state_of(proposal.train_py)
+            state = state_hash(proposal.train_py)
             if state == head_state:
                 repeat = "That leaves train.py exactly as it is: the values equal the current ones."
             elif state in ctx.known_states:
@@ -301,10 +301,6 @@ def _show(value) -> str:
 
 
 # --- reading the reply -----------------------------------------------------------------------
-
-def state_of(train_py: str) -> str:
-    return hashlib.sha256(train_py.encode()).hexdigest()
-
 
 def _malformed(reason: str) -> ProposerError:
     return ProposerError(f"malformed tool output: {reason}")
