@@ -12,6 +12,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from .status import Status
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,7 +71,7 @@ CREATE TABLE IF NOT EXISTS effects (           -- what one hyperparameter of a k
     measured_at REAL NOT NULL, PRIMARY KEY (bench, state, name));
 """
 
-FINISHED = ("baseline", "keep", "discard", "crash", "adopted", "refused")
+FINISHED = tuple(s.value for s in Status if s not in (Status.RUNNING, Status.INTERRUPTED))
 
 
 class Ledger:

@@ -34,6 +34,7 @@ from .research.proposers.base import TransferCandidate
 from .research.session import Research
 from .research.workspace import state_hash
 from .standing import Standing
+from .status import DECIDED, Status
 
 log = structlog.get_logger("swarm_node.node")
 
@@ -241,7 +242,7 @@ class Node:
             hardware={k: v for k, v in self.research.profile.as_dict().items() if isinstance(v, (str, int, float))},
             head=head.state, head_val_bpb=head.val_bpb,
             best={t: b for t, b in self.best().items()},
-            counters={k: counters.get(k, 0) for k in ("keep", "discard", "crash", "adopted", "refused")},
+            counters={k: counters.get(k, 0) for k in (*DECIDED, Status.ADOPTED, Status.REFUSED)},
             version=__version__, addrs=self.net.listen_addrs()[:16])
 
     async def _publish(self, msg) -> None:
@@ -590,9 +591,9 @@ class Node:
             "known_peers": len(peers),
             "best": {t: {"state": b.state, "val_bpb": b.val_bpb, "test_bpb": b.test_bpb, "author": b.author}
                      for t, b in best.items()},
-            "experiments": sum(counters.get(k, 0) for k in ("keep", "discard", "crash")),
-            "keeps": counters.get("keep", 0), "adoptions": counters.get("adopted", 0),
-            "refused": counters.get("refused", 0), "rejected": self.ledger.rejections_by_reason(),
+            "experiments": sum(counters.get(k, 0) for k in DECIDED),
+            "keeps": counters.get(Status.KEEP, 0), "adoptions": counters.get(Status.ADOPTED, 0),
+            "refused": counters.get(Status.REFUSED, 0), "rejected": self.ledger.rejections_by_reason(),
         })
         return status
 
@@ -636,7 +637,7 @@ class _Publisher(Observer):
         n.events.emit("experiment", peer=n.peer_id, id=record.id, state=record.state, description=record.description,
                       status=record.status, val_bpb=record.val_bpb, test_bpb=record.test_bpb, tier=n.bench.tier,
                       parent=record.parent, proposer=record.proposer, improvement=record.improvement, se=record.se)
-        if record.status in ("keep", "discard", "crash") and record.parent:
+        if record.status in DECIDED and record.parent:
             await n._publish(Result(author=n.peer_id, ts=time.time(), bench=n.bench, state=record.state,
                                     parent=record.parent, description=record.description[:200], status=record.status,
                                     val_bpb=record.val_bpb, test_bpb=record.test_bpb,

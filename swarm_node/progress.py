@@ -11,6 +11,7 @@ import time
 import trio
 
 from .research.loop import ExperimentRecord, Observer
+from .status import HEADS
 
 BAR = 24
 
@@ -66,7 +67,7 @@ class Progress(Observer):
         self.clear()
         if record.status in self.counts:
             self.counts[record.status] += 1
-        if record.status in ("baseline", "keep", "adopted") and record.val_bpb is not None:
+        if record.status in HEADS and record.val_bpb is not None:
             self.best = record.val_bpb
         if record.proposer not in ("baseline", "adoption", "ablation"):
             self.done += 1

@@ -13,12 +13,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .credit import changes, changes_from_diff, credit, found  # noqa: E402
 from .research.decision import PairedNoise  # noqa: E402
 from .research.target import describe_bench  # noqa: E402
+from .status import DECIDED, HEADS, Status  # noqa: E402
 
-KEPT = ("baseline", "keep", "adopted")
-CREDITED = ("keep", "adopted")  # experiments that moved the head by a change of their own or a peer's
+KEPT = HEADS
+CREDITED = (Status.KEEP, Status.ADOPTED)  # experiments that moved the head by a change of their own or a peer's
 # results.tsv has autoresearch's statuses only: ledger status -> results.tsv status (absent: not listed)
-TSV_STATUS = {"baseline": "keep", "adopted": "keep", "keep": "keep", "discard": "discard", "crash": "crash",
-              "interrupted": "crash"}
+TSV_STATUS = {Status.BASELINE: "keep", Status.ADOPTED: "keep", Status.KEEP: "keep", Status.DISCARD: "discard",
+              Status.CRASH: "crash", Status.INTERRUPTED: "crash"}  # autoresearch's three words
 TSV_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
 
 
@@ -29,7 +30,7 @@ def draw_progress(experiments: list, path: Path, title: str) -> None:
     for i, e in enumerate(experiments):
         if e["val_bpb"] is None:
             continue
-        if e["status"] in KEPT and (best is None or e["val_bpb"] < best or e["status"] == "baseline"):
+        if e["status"] in KEPT and (best is None or e["val_bpb"] < best or e["status"] == Status.BASELINE):
             best = e["val_bpb"]
             steps_x.append(i)
             steps_y.append(best)
@@ -37,7 +38,7 @@ def draw_progress(experiments: list, path: Path, title: str) -> None:
         else:
             xs_d.append(i)
             ys_d.append(e["val_bpb"])
-    crashes = [i for i, e in enumerate(experiments) if e["status"] == "crash"]
+    crashes = [i for i, e in enumerate(experiments) if e["status"] == Status.CRASH]
     ax.scatter(xs_d, ys_d, s=18, color="#b0b0b0", label="discarded", zorder=2)
     if steps_x:
         sx, sy = steps_x + [len(experiments) - 1], steps_y + [steps_y[-1]]
@@ -74,7 +75,7 @@ def results_rows(experiments) -> list[str]:
         commit = (e["commit_sha"] or "-------")[:7]
         val = f"{e['val_bpb']:.6f}" if e["val_bpb"] is not None else "0.000000"
         mem = f"{e['memory_gb']:.1f}" if e["memory_gb"] is not None else "0.0"
-        desc = "baseline" if e["status"] == "baseline" else e["description"]
+        desc = "baseline" if e["status"] == Status.BASELINE else e["description"]
         if e["status"] == "interrupted":
             desc += " (interrupted)"
         rows.append(f"{commit}\t{val}\t{mem}\t{status}\t{' '.join(desc.split())}")
@@ -134,12 +135,12 @@ def credit_markdown(keeps: list[dict], effects: list[dict]) -> list[str]:
 
 def summary_markdown(experiments: list, bench: dict | None, noise: dict | None,
                      keeps: list[dict] | None = None, effects: list[dict] | None = None) -> str:
-    run = [e for e in experiments if e["status"] not in ("running", "refused")]
+    run = [e for e in experiments if e["status"] not in (Status.RUNNING, Status.REFUSED)]
     kept = [e for e in run if e["status"] in KEPT]
-    base = next((e for e in run if e["status"] == "baseline"), None)
+    base = next((e for e in run if e["status"] == Status.BASELINE), None)
     best = min(kept, key=lambda e: e["val_bpb"], default=None)
     counts = {s: sum(e["status"] == s for e in experiments)
-              for s in ("keep", "discard", "crash", "adopted", "refused", "interrupted")}
+              for s in (*DECIDED, Status.ADOPTED, Status.REFUSED, Status.INTERRUPTED)}
     lines = ["# swarm-node research report", ""]
     if bench:
         lines += [f"Benchmark: {describe_bench(bench)}.", ""]
@@ -174,7 +175,7 @@ def write_report(ledger, out: Path) -> tuple[Path, Path]:
     if bench:
         title += f" ({bench['target']}, {bench['tier']} tier, {bench['budget']} s budget)"
     png, md = out / "progress.png", out / "report.md"
-    draw_progress([e for e in experiments if e["status"] not in ("running", "refused")], png, title)
+    draw_progress([e for e in experiments if e["status"] not in (Status.RUNNING, Status.REFUSED)], png, title)
     keeps = [{**e, "changes": keep_changes(ledger, e)} for e in experiments if e["status"] in CREDITED]
     md.write_text(summary_markdown(experiments, bench, ledger.get_meta("noise"), keeps,
                                    effect_dicts(ledger.effects())))

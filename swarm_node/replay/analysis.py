@@ -11,6 +11,7 @@ import statistics
 
 from ..credit import technique
 from .controls import base_row
+from ..status import DECIDED, HEADS, Status
 
 TRANSFER = "transfer from "
 
@@ -53,7 +54,7 @@ def keeps(events: list[dict], table: dict) -> list[dict]:
     """Every keep of the night with the table's verdict on it."""
     out = []
     for e in events:
-        if e["type"] == "experiment" and e["status"] == "keep" and e.get("parent"):
+        if e["type"] == "experiment" and e["status"] == Status.KEEP and e.get("parent"):
             truth = paired(table, e["tier"], e["parent"], e["state"])
             out.append({"tier": e["tier"], "state": e["state"], "description": e["description"],
                         "measured": e.get("improvement"), "truth": truth, "false": not really_better(truth)})
@@ -83,8 +84,7 @@ def best_by_tier(events: list[dict]) -> dict[str, float]:
 
 def heads(events: list[dict]) -> list[dict]:
     """Experiments that left an agent on a measured state: its baseline, a keep, an adoption."""
-    return [e for e in events if e["type"] == "experiment" and e["status"] in ("baseline", "keep", "adopted")
-            and e.get("val_bpb")]
+    return [e for e in events if e["type"] == "experiment" and e["status"] in HEADS and e.get("val_bpb")]
 
 
 def time_to(events: list[dict], tier: str, target: float) -> float | None:
@@ -94,7 +94,7 @@ def time_to(events: list[dict], tier: str, target: float) -> float | None:
 
 def proposals(events: list[dict]) -> int:
     """Experiments that ran a proposal (not a baseline, an adoption or an ablation's re-measure)."""
-    return sum(1 for e in events if e["type"] == "experiment" and e["status"] in ("keep", "discard", "crash")
+    return sum(1 for e in events if e["type"] == "experiment" and e["status"] in DECIDED
                and e.get("proposer") not in ("baseline", "adoption", "ablation"))
 
 

@@ -24,6 +24,7 @@ from .policy import check_change
 from .proposers.base import PastExperiment, Proposal, ProposalContext, ProposerError, TransferCandidate
 from .runner import RunOutcome
 from .workspace import Workspace, make_diff, state_hash
+from ..status import Status
 
 log = structlog.get_logger("swarm_node.loop")
 
@@ -201,12 +202,12 @@ class ResearchLoop:
         await self.observer.experiment_started(record, s.budget)
         crash = await self._measure(record, s.seeds)
         if crash is not None:
-            self._finish(record, "crash", reason=crash.reason)
+            self._finish(record, Status.CRASH, reason=crash.reason)
             raise BaselineFailed(f"the baseline train.py crashed ({crash.reason}); last output:\n{crash.output_tail[-1500:]}")
         vals = [v for v, _ in record.runs.values()]
         self.noise = PairedNoise(prior_sd=s.prior_sd) if s.prior_sd is not None else PairedNoise.from_baseline(vals)
         self.head = Head(record.state, commit, dict(record.runs))
-        self._finish(record, "baseline", reason=f"prior SD of paired differences {self.noise.sd:.4f} "
+        self._finish(record, Status.BASELINE, reason=f"prior SD of paired differences {self.noise.sd:.4f} "
                      f"from {len(vals)} seeds", meta=self._meta())
         log.info("baseline measured", val_bpb=round(self.head.val_bpb, 4), seeds=list(s.seeds),
                  prior_sd=round(self.noise.sd, 4))
@@ -229,7 +230,7 @@ class ResearchLoop:
     def history(self, limit: int = 200) -> list[PastExperiment]:
         past = []
         for row in self.ledger.experiments(limit):
-            if row["status"] in ("running", "refused"):
+            if row["status"] in (Status.RUNNING, Status.REFUSED):
                 continue
             source = self.ledger.state_source(row["state"]) or ""
             try:
@@ -283,7 +284,7 @@ class ResearchLoop:
         except ValueError:
             hparams = {}
         return ExperimentRecord(id=0, state=state_hash(proposal.train_py), parent=parent,
-                                description=proposal.description, proposer=proposer, status="running",
+                                description=proposal.description, proposer=proposer, status=Status.RUNNING,
                                 val_bpb=None, test_bpb=None, seeds=[], diff=diff, hparams=hparams,
                                 source=source, author=author or self.author)
 
@@ -323,8 +324,8 @@ class ResearchLoop:
     def _refuse(self, record: ExperimentRecord, reason: str) -> None:
         """A proposal that breaks the policy is recorded with its reason and never run."""
         record.id = self._start(record, None)
-        record.status, record.reason = "refused", reason
-        self.ledger.finish_experiment(record.id, status="refused", val_bpb=None, test_bpb=None,
+        record.status, record.reason = Status.REFUSED, reason
+        self.ledger.finish_experiment(record.id, status=Status.REFUSED, val_bpb=None, test_bpb=None,
                                       memory_gb=None, seeds=[], reason=reason)
         log.warning("proposal refused by the diff policy", proposer=record.proposer,
                     description=record.description, reason=reason)
@@ -345,19 +346,19 @@ class ResearchLoop:
         differences: list[float] = []
         crash = await self._measure(record, s.decision_seeds)
         if crash is not None:
-            status, reason = "crash", crash.reason
+            status, reason = Status.CRASH, crash.reason
         else:
             decision = decide(head, _vals(record.runs), s.decision_seeds, self.noise, s.rule)
             differences += decision.differences
-            status, reason = ("keep" if decision.passed else "discard"), decision.describe()
+            status, reason = (Status.KEEP if decision.passed else Status.DISCARD), decision.describe()
             if decision.passed and s.confirm and s.confirm_seeds:
                 crash = await self._measure(record, s.confirm_seeds)
                 if crash is not None:
-                    status, reason = "discard", f"a confirmation run crashed: {crash.reason}"
+                    status, reason = Status.DISCARD, f"a confirmation run crashed: {crash.reason}"
                 else:
                     check = confirm(head, _vals(record.runs), s.confirm_seeds, self.noise, s.rule)
                     differences += check.differences
-                    status = "keep" if check.passed else "discard"
+                    status = Status.KEEP if check.passed else Status.DISCARD
                     reason += f"; fresh seeds {'confirm' if check.passed else 'do not confirm'}: " \
                               f"{check.improvement:+.4f} over {list(check.seeds)}"
         if differences:
@@ -365,15 +366,15 @@ class ResearchLoop:
             record.se = self.noise.sd / math.sqrt(len(differences))
         self.noise.add(differences)  # after the decision: a result never judges itself
         parent = self.head
-        if status == "keep":
+        if status == Status.KEEP:
             self.head = Head(record.state, commit, dict(record.runs))
         self._finish(record, status, reason=reason, meta=self._meta())
-        if status != "keep":
+        if status != Status.KEEP:
             await trio.to_thread.run_sync(self.workspace.reset_to, self.head.commit)
         log.info("experiment", id=record.id, status=status, val_bpb=_round(record.val_bpb),
                  best=round(self.head.val_bpb, 4), description=record.description, reason=reason)
         await self.observer.experiment_finished(record)
-        if status == "keep":
+        if status == Status.KEEP:
             await self._credit(record, parent, differences)
             await self.observer.discovery(record, self.noise.sd)
         return record
@@ -461,7 +462,7 @@ class ResearchLoop:
             effect, se = statistics.fmean(diffs), self.noise.sd / len(diffs) ** 0.5
             self.noise.add(diffs)
             reason = f"{job.name}={job.value!r} brings {effect:+.4f} (SE {se:.4f}) over seeds {list(s.decision_seeds)}"
-        self._finish(record, "crash" if crash else "discard", reason=reason, meta=self._meta())
+        self._finish(record, Status.CRASH if crash else Status.DISCARD, reason=reason, meta=self._meta())
         await trio.to_thread.run_sync(self.workspace.reset_to, self.head.commit)
         await self.observer.experiment_finished(record)
         if crash is None:
@@ -524,7 +525,7 @@ class ResearchLoop:
             self.head = Head(offer.state, commit, {x: runs[x] for x in s.seeds})
             record.runs = dict(self.head.runs)
             self._queue_rebases(self.ledger.state_source(old.state) or "", offer.source)
-        self._finish(record, "adopted" if verdict is Verdict.ADOPTED else "refused", reason=detail,
+        self._finish(record, Status.ADOPTED if verdict is Verdict.ADOPTED else Status.REFUSED, reason=detail,
                      meta=self._meta() if verdict is Verdict.ADOPTED else None)
         if verdict is not Verdict.ADOPTED:
             await trio.to_thread.run_sync(self.workspace.reset_to, self.head.commit)
@@ -537,7 +538,7 @@ class ResearchLoop:
         becomes a proposal on the new head (re-measured there, like any other)."""
         old_block, new_block = read_block(old_source), read_block(new_source)
         for row in self.ledger.experiments():
-            if row["status"] != "keep" or row["proposer"] in ("adoption", "ablation") or not row["parent"]:
+            if row["status"] != Status.KEEP or row["proposer"] in ("adoption", "ablation") or not row["parent"]:
                 continue
             changes = {k: new for k, (_, new) in _changed(self.ledger.state_source(row["parent"]) or "",
                                                           self.ledger.state_source(row["state"]) or "").items()
