@@ -5,8 +5,11 @@ protocol/PROTOCOL.md describes the same contract for other implementations; prot
 is generated from these models (`json_schema()`) and a test keeps it up to date.
 
 Encoding: one msgpack map per message, keys sorted (bytewise, at every depth), strings as msgpack
-str, floats as float64, every field written (None as nil). Decoding is tolerant where msgpack
-allows several spellings (an integral float sent as an int, float32, optional fields left out).
+str, floats as float64, every field written (None as nil, empty lists and maps as empty arrays and
+maps). Decoding is tolerant where msgpack allows several spellings of one value (an integral float
+sent as an int, float32, optional fields left out) and strict where a spelling could be read two
+ways: map keys must be msgpack str and appear once per map (else `undecodable`), int fields take
+only msgpack ints (not true, not 2.0: `schema`), and lists and maps are never nil (`schema`).
 """
 from __future__ import annotations
 
@@ -40,8 +43,10 @@ MAX_SAFE_INT = 2**53 - 1  # integers other implementations (JavaScript) hold exa
 TOPIC_PREFIX = f"swarm-node/{PROTOCOL_VERSION}"
 PRESENCE_TOPIC = f"{TOPIC_PREFIX}/presence"
 
-# Reasons `decode` gives; the network layer adds author-mismatch, topic-mismatch, unsigned,
-# bad-signature, quota, overload and policy:<why>.
+# Reasons `decode` gives (the sync decoders: all but the two timestamp ones); the network layer adds
+# author-mismatch, topic-mismatch, unsigned, bad-signature, quota, overload, policy:<why> and, for a
+# sync answer, state-mismatch; the node adds parent-unavailable, bad-patch, state-mismatch,
+# policy:<why>, false-claim, budget:verify, budget:pending and error:<type> (PROTOCOL.md section 6).
 REASONS = (
     "oversized", "undecodable", "schema", "version", "future-timestamp", "stale-timestamp", "metric-bounds",
 )
@@ -214,7 +219,11 @@ class Discovery(_Gossip):
     bench: BenchKey
     state: StateHash
     parent: StateHash
-    diff: Annotated[str, StringConstraints(max_length=MAX_DIFF_BYTES)]  # unified diff of train.py
+    # unified diff of train.py (PROTOCOL.md section 5, "The diff"); the limit is in UTF-8 bytes: JSON
+    # Schema cannot say: its maxLength (characters) is only the weaker bound
+    diff: Annotated[str, StringConstraints(max_length=MAX_DIFF_BYTES)] = Field(
+        description=f"unified diff of train.py from parent to state, at most {MAX_DIFF_BYTES} UTF-8 bytes "
+        "(maxLength counts characters: a weaker bound; the byte limit is checked by the reference models)")
     val_bpb: Metric  # the mean over `runs`
     test_bpb: Metric | None = None
     runs: Annotated[list[SeedRun], Field(min_length=1, max_length=32)]  # per seed, decision and confirmation
@@ -290,7 +299,15 @@ class StateAnswer(_Model):
     v: Literal[2] = 2
     op: Literal["state"] = "state"
     state: StateHash
-    source: Annotated[str, StringConstraints(max_length=MAX_SOURCE_BYTES)] | None  # None: unknown
+    source: Annotated[str, StringConstraints(max_length=MAX_SOURCE_BYTES)] | None = Field(  # None: unknown
+        description=f"train.py of `state` (its UTF-8 bytes hash to `state`), at most {MAX_SOURCE_BYTES} UTF-8 "
+        "bytes (maxLength counts characters: a weaker bound); null when the answerer does not have it")
+
+    @model_validator(mode="after")
+    def _source_in_bytes(self) -> "StateAnswer":
+        if self.source is not None and len(self.source.encode("utf-8")) > MAX_SOURCE_BYTES:
+            raise ValueError(f"source over {MAX_SOURCE_BYTES} bytes")
+        return self
 
 
 class ErrorAnswer(_Model):
@@ -336,11 +353,31 @@ def encode_sync(frame: BaseModel) -> bytes:
     return _pack(frame, limit)
 
 
+class _BadMap(ValueError):
+    """A msgpack map that one decoder could read differently from another."""
+
+
+def _map(pairs: list[tuple[Any, Any]]) -> dict:
+    """A decoded msgpack map: keys must be msgpack str (never bin) and appear once. A repeated key
+    would leave its value to the decoder (first or last wins), so it is not a message at all."""
+    obj: dict = {}
+    for key, value in pairs:
+        if type(key) is not str:
+            raise _BadMap(f"a map key is {type(key).__name__}, not a msgpack str")
+        if key in obj:
+            raise _BadMap(f"the map key {key[:64]!r} appears twice")
+        obj[key] = value
+    return obj
+
+
 def _unpack(data: bytes, limit: int) -> dict:
     if len(data) > limit:
         raise MessageRejected("oversized", f"{len(data)} bytes > {limit}")
     try:
-        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        # strict_map_key refuses int, float, nil... keys; _map refuses bin keys and repeated keys
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True, object_pairs_hook=_map)
+    except _BadMap as error:
+        raise MessageRejected("undecodable", str(error)) from None
     except Exception as error:  # msgpack raises several unrelated types for bad input
         raise MessageRejected("undecodable", type(error).__name__) from None
     if not isinstance(obj, dict):
@@ -399,9 +436,6 @@ def decode_sync_answer(data: bytes) -> BestAnswer | StateAnswer | ErrorAnswer:
         answer = _SYNC_ANSWER.validate_python(obj)
     except ValidationError as error:
         raise _classify(error) from None
-    if isinstance(answer, StateAnswer) and answer.source is not None:
-        if len(answer.source.encode("utf-8")) > MAX_SOURCE_BYTES:
-            raise MessageRejected("oversized", f"source over {MAX_SOURCE_BYTES} bytes")
     return answer
 
 
@@ -425,7 +459,12 @@ def json_schema() -> dict:
         "description": (
             "A gossip message is one of oneOf (discriminated by 'type'). Sync requests are "
             "BestRequest or StateRequest; sync answers BestAnswer, StateAnswer or ErrorAnswer "
-            "(discriminated by 'op'). Encoded as msgpack maps, see PROTOCOL.md."
+            "(discriminated by 'op'). Encoded as msgpack maps, see PROTOCOL.md section 4: an 'integer' "
+            "is a msgpack int (never a float such as 2.0, never a bool), a list or map is never null "
+            "(left out, it is empty), map keys are msgpack str, each once per map. maxLength counts "
+            "characters (Unicode code points), except that Discovery.diff and StateAnswer.source are "
+            "limited in UTF-8 bytes (their descriptions). The cross-field rules this schema cannot "
+            "state are in PROTOCOL.md section 11."
         ),
         "oneOf": [ref(m.__name__) for m in MESSAGE_TYPES],
         "discriminator": {"propertyName": "type"},

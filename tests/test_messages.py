@@ -1,8 +1,11 @@
 """The wire contract: round trips, golden vectors both ways, every rejection reason, schema.json.
 
 SWARM_NODE_WRITE_PROTOCOL=1 pytest tests/test_messages.py rewrites protocol/schema.json and the
-golden vectors from the samples below, and removes vector files no sample names any more (then
-review the diff: vectors are a promise to peers).
+golden vectors from the samples below (gossip messages: samples() and invalid_samples(); sync
+frames: sync_samples() and invalid_sync_samples()), writes their index protocol/vectors/vectors.json
+(_vector_index()), and removes vector files no sample names any more (then review the diff: vectors
+are a promise to peers; KEPT_VECTORS lists the ones that must never go). Run it twice: the
+per-vector tests are parametrized from the index on disk.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from swarm_node.messages import (
     MAX_MESSAGE_BYTES,
     MAX_PAST_S,
     MAX_SAFE_INT,
+    MAX_SOURCE_BYTES,
+    MAX_SYNC_REQUEST_BYTES,
     PRESENCE_TOPIC,
     PROTOCOL_VERSION,
     REASONS,
@@ -28,6 +33,7 @@ from swarm_node.messages import (
     BestRequest,
     Claim,
     Discovery,
+    ErrorAnswer,
     MessageRejected,
     Presence,
     Result,
@@ -92,7 +98,8 @@ def samples() -> dict:
                 "cpu": Best(bench=CPU, state=CHILD, val_bpb=2.25, test_bpb=2.3125, author=ALICE),
                 "gpu-large": Best(bench=GPU, state=PARENT, val_bpb=1.5, test_bpb=None, author=BOB),
             },
-            counters={"experiments": 12, "keeps": 3, "adoptions": 1},
+            # what the reference node sends: its ledger's experiments per outcome (node.py _presence)
+            counters={"keep": 3, "discard": 8, "crash": 1, "adopted": 1, "refused": 0},
             version="0.1.0", addrs=[f"/ip4/127.0.0.1/tcp/4001/p2p/{ALICE}"],
         ),
         "claim": Claim(author=ALICE, ts=TS, bench=CPU, state=CHILD, parent=PARENT,
@@ -130,8 +137,26 @@ def _bench(**changes) -> dict:
     return dict(CPU.model_dump(), **changes)
 
 
+def _repeated_key(obj: dict, key: str, value) -> bytes:
+    """`obj` packed with `key` written a second time at the end of the map (a fixmap: < 15 keys)."""
+    body = msgpack.packb(obj, use_bin_type=True)
+    assert 0x80 <= body[0] < 0x8F
+    return bytes([body[0] + 1]) + body[1:] + msgpack.packb(key) + msgpack.packb(value, use_bin_type=True)
+
+
+def _padded_to(obj: dict, size: int, field: str) -> bytes:
+    """`obj` packed with `field` padded so that the whole map is exactly `size` bytes."""
+    obj = dict(obj, **{field: ""})
+    for _ in range(3):  # the str header grows at 32, 256 and 65536 bytes: converges in a few steps
+        obj[field] = "x" * (len(obj[field]) + size - len(msgpack.packb(obj, use_bin_type=True)))
+    data = msgpack.packb(obj, use_bin_type=True)
+    assert len(data) == size
+    return data
+
+
 def invalid_samples() -> dict:
-    """name -> (bytes, reason); only small ones go into the vectors."""
+    """name -> (bytes, reason), rejected by `decode` against the current clock. Every reason decode
+    gives has one (REASONS), and where several checks fail the first in PROTOCOL.md section 6 wins."""
     claim = samples()["claim"].model_dump()
     del claim["state"]
     unversioned = samples()["claim"].model_dump()
@@ -161,7 +186,92 @@ def invalid_samples() -> dict:
         "stale-timestamp": (_raw("claim", ts=0.0), "stale-timestamp"),  # a claim dated 1970
         "schema-version-true": (_raw("claim", v=True), "schema"),  # msgpack true is not an int
         "schema-version-float": (_raw("claim", v=1.0), "schema"),  # nor is a float
+        "schema-version-string": (_raw("claim", v="2"), "schema"),
+        # the whole message over 65536 bytes: oversized, before anything else is looked at
+        "oversized": (_padded_to(_claim_map(), MAX_MESSAGE_BYTES + 1, "description"), "oversized"),
+        "undecodable-trailing-bytes": (encode(samples()["claim"]) + b"\xc0", "undecodable"),  # two values
+        "undecodable-int-key": (msgpack.packb({**_claim_map(), 7: "seven"}), "undecodable"),
+        "undecodable-bin-key": (msgpack.packb(_bin_key(_claim_map(), "state"), use_bin_type=True), "undecodable"),
+        "undecodable-repeated-key": (_repeated_key(_claim_map(), "description", "another"), "undecodable"),
+        "undecodable-invalid-utf8": (
+            _raw("claim", description="PLACEHOLDER").replace(msgpack.packb("PLACEHOLDER"), b"\xa2\xff\xfe"),
+            "undecodable"),
+        "schema-nil-list": (_raw("claim", seeds=None), "schema"),  # a list is never nil: [] or left out
+        "schema-nil-map": (_raw("presence", counters=None), "schema"),  # nor a map
+        "schema-float-for-int": (_raw("claim", bench=_bench(budget=3e13)), "schema"),
+        "schema-bool-for-int": (_raw("claim", seeds=[0, 1, True]), "schema"),
+        "schema-bin-for-str": (_raw("claim", description=b"LEARNING_RATE"), "schema"),
+        "schema-torch-build-tag": (_raw("claim", bench=_bench(torch="2.13.0+cu128")), "schema"),
+        "schema-nan-in-hparams": (_raw("discovery", hparams={"LEARNING_RATE": float("nan")}), "schema"),
+        # under 32768 characters, over 32768 UTF-8 bytes: the rule schema.json cannot state
+        "schema-diff-over-32768-bytes": (_raw("discovery", diff=DIFF[:-1] + "  # " + "\u00e9" * 16_400 + "\n"),
+                                         "schema"),
+        "schema-best-keyed-by-another-tier": (
+            _raw("presence", best={"gpu-large": samples()["presence"].best["cpu"].model_dump()}), "schema"),
+        "schema-state-equals-parent": (_raw("discovery", state=PARENT), "schema"),
+        # which reason wins: v before the rest, schema over metric-bounds, both before timestamps
+        "version-1-missing-field": (msgpack.packb(dict(_without(_claim_map(), "state"), v=1)), "version"),
+        "schema-and-metric-bounds": (_raw("discovery", val_bpb=16.5, state="nothex"), "schema"),
+        "metric-bounds-and-future-timestamp": (_raw("discovery", val_bpb=16.5, ts=4102444800.0), "metric-bounds"),
+        "metric-bounds-negative-noise": (_raw("discovery", noise=-0.0125), "metric-bounds"),
+        "metric-bounds-head": (_raw("presence", head_val_bpb=0.0), "metric-bounds"),
     }
+
+
+def _claim_map() -> dict:
+    return samples()["claim"].model_dump()
+
+
+def _without(obj: dict, key: str) -> dict:
+    return {k: v for k, v in obj.items() if k != key}
+
+
+def _bin_key(obj: dict, key: str) -> dict:
+    """`obj` with `key` as a msgpack bin instead of a str (same bytes, other type)."""
+    return {(k.encode() if k == key else k): v for k, v in obj.items()}
+
+
+# ---- sync frames (PROTOCOL.md section 7): the body of a frame, without its varint length prefix ----
+
+
+def sync_samples() -> dict:
+    """name -> (frame, "request" or "answer")."""
+    cpu_best = samples()["presence"].best["cpu"]
+    return {
+        "sync-best-request": (BestRequest(), "request"),
+        "sync-state-request": (StateRequest(state=PARENT), "request"),
+        "sync-best-answer": (BestAnswer(best={"cpu": cpu_best}), "answer"),
+        "sync-best-answer-empty": (BestAnswer(best={}), "answer"),  # before the baseline is measured
+        "sync-state-answer": (StateAnswer(state=PARENT, source=PARENT_SRC), "answer"),
+        "sync-state-answer-unknown": (StateAnswer(state=PARENT, source=None), "answer"),
+        "sync-error-answer": (ErrorAnswer(error="schema"), "answer"),
+    }
+
+
+def _frame(name: str, **changes) -> bytes:
+    return msgpack.packb(dict(sync_samples()[name][0].model_dump(), **changes), use_bin_type=True)
+
+
+def invalid_sync_samples() -> dict:
+    """name -> (bytes, "request" or "answer", reason)."""
+    best = samples()["presence"].best["cpu"].model_dump()
+    return {
+        "sync-request-oversized": (_padded_to({"op": "best", "v": 2}, MAX_SYNC_REQUEST_BYTES + 1, "pad"), "request",
+                                   "oversized"),
+        "sync-request-undecodable": (_frame("sync-state-request")[:-5], "request", "undecodable"),
+        "sync-request-unknown-op": (msgpack.packb({"op": "history", "v": 2}), "request", "schema"),
+        "sync-request-version-1": (msgpack.packb({"op": "best", "v": 1}), "request", "version"),
+        "sync-request-version-true": (msgpack.packb({"op": "best", "v": True}), "request", "schema"),
+        "sync-answer-best-keyed-by-another-tier": (_frame("sync-best-answer", best={"gpu-large": best}), "answer",
+                                                   "schema"),
+        "sync-answer-metric-bounds": (_frame("sync-best-answer", best={"cpu": dict(best, val_bpb=0.0)}), "answer",
+                                      "metric-bounds"),
+        "sync-answer-source-not-a-str": (_frame("sync-state-answer", source=PARENT_SRC.encode()), "answer",
+                                         "schema"),
+    }
+
+
+SYNC_DECODERS = {"request": decode_sync_request, "answer": decode_sync_answer}
 
 
 # ---- round trips and encoding ------------------------------------------------------------------
@@ -222,6 +332,7 @@ def test_sync_frames_round_trip():
         (BestAnswer(best=best), decode_sync_answer),
         (StateAnswer(state=CHILD, source=CHILD_SRC), decode_sync_answer),
         (StateAnswer(state=CHILD, source=None), decode_sync_answer),
+        *((frame, SYNC_DECODERS[kind]) for frame, kind in sync_samples().values()),
     ):
         assert decoder(encode_sync(frame)) == frame
 
@@ -421,16 +532,125 @@ def test_metric_fields_anywhere_are_metric_bounds():
     assert _reason("discovery", runs=[{"seed": -1, "val_bpb": 0.0}]) == "schema"
 
 
+# ---- what PROTOCOL.md section 4 makes strict -------------------------------------------------
+
+
+def _with_raw_field(obj: dict, key: str, raw: bytes) -> bytes:
+    """`obj` packed with one more field whose value is the msgpack bytes `raw` (a fixmap)."""
+    body = msgpack.packb(obj, use_bin_type=True)
+    assert 0x80 <= body[0] < 0x8F
+    return bytes([body[0] + 1]) + body[1:] + msgpack.packb(key) + raw
+
+
+def test_map_keys_are_unique_msgpack_strs_at_every_depth():
+    """A key that is not a msgpack str, or a key twice in one map (whichever value a decoder would
+    keep), makes the bytes `undecodable`, however deep."""
+    claim = _claim_map()
+    for data in (
+        msgpack.packb(dict(claim, bench={**_bench(), 1: "x"})),
+        msgpack.packb(dict(claim, bench=_bin_key(_bench(), "tier")), use_bin_type=True),
+        msgpack.packb(_bin_key(claim, "v"), use_bin_type=True),
+        _repeated_key(claim, "v", 2),  # even with the same value
+        _with_raw_field(_without(claim, "bench"), "bench", _repeated_key(_bench(), "tier", "cpu")),
+        _raw("discovery", hparams={b"LEARNING_RATE": 0.0008}),
+        _raw("discovery", hparams={0.5: 1}),
+        _raw("discovery", hparams={None: 1}),
+    ):
+        assert decode_reason(data) == "undecodable"
+    assert decode_reason(_frame("sync-best-request")[:1] + b"\xa1v\x01" + _frame("sync-best-request")[1:]) \
+        == "undecodable"  # a header that counts one pair fewer than follow: trailing bytes
+
+
+def test_lists_and_maps_default_to_empty_never_nil():
+    for name, field in (("presence", "best"), ("presence", "counters"), ("presence", "addrs"),
+                        ("claim", "seeds"), ("result-keep", "runs"), ("discovery", "hparams"),
+                        ("adoption", "runs")):
+        assert _reason(name, **{field: None}) == "schema", field
+        left_out = decode(msgpack.packb(_without(samples()[name].model_dump(), field)), now=TS)
+        assert getattr(left_out, field) in ([], {}), field
+    for name, field in (("presence", "hardware"), ("discovery", "runs")):  # required: no default
+        assert _reason(name, **{field: None}) == "schema", field
+        assert decode_reason(msgpack.packb(_without(samples()[name].model_dump(), field))) == "schema", field
+    for name, field in (("presence", "head_val_bpb"), ("result-keep", "test_bpb"), ("discovery", "test_bpb"),
+                        ("adoption", "val_bpb")):  # typed "or nil": left out is nil
+        assert getattr(decode(msgpack.packb(_without(samples()[name].model_dump(), field)), now=TS), field) is None
+
+
+def test_int_fields_take_only_msgpack_ints():
+    for name, changes in (
+        ("claim", {"bench": _bench(budget=True)}), ("claim", {"bench": _bench(budget=3e13)}),
+        ("claim", {"seeds": [0.0]}), ("claim", {"seeds": [False]}),
+        ("result-keep", {"runs": [{"seed": True, "val_bpb": 2.25, "test_bpb": None}]}),
+        ("presence", {"counters": {"keep": 3.0}}), ("presence", {"counters": {"keep": True}}),
+        ("adoption", {"verified": 1}),  # and a bool is not an int either way
+    ):
+        assert _reason(name, **changes) == "schema", changes
+    # float fields take an int (what a JavaScript encoder sends for 2.0), never a bool
+    assert _ok("discovery", noise=0, val_bpb=2).noise == 0.0
+    assert _ok("claim", ts=int(TS)).ts == int(TS)
+    for name, field in (("claim", "ts"), ("result-keep", "val_bpb"), ("discovery", "noise")):
+        assert _reason(name, **{field: True}) == "schema", field
+    # scalar maps keep each value's type: true, 1 and 1.0 are three different values
+    d = _ok("discovery", hparams={"A": True, "B": 1, "C": 1.0})
+    assert [type(d.hparams[k]) for k in "ABC"] == [bool, int, float]
+    assert msgpack.unpackb(encode(d))["hparams"] == {"A": True, "B": 1, "C": 1.0}
+
+
+def test_string_limits_count_characters_except_diff_and_source():
+    assert _ok("claim", description="\u00e9" * 512).description == "\u00e9" * 512  # 1024 bytes
+    assert _reason("claim", description="a" * 513) == "schema"
+    assert _ok("presence", role="\u00e9" * 64).role == "\u00e9" * 64
+    assert _ok("discovery", hparams={"\u00e9" * 64: "\u00e9" * 256}).hparams
+    assert _reason("discovery", hparams={"a" * 65: 1}) == "schema"
+    assert _reason("discovery", hparams={"a": "b" * 257}) == "schema"
+    room = MAX_DIFF_BYTES - len(DIFF.encode()) - 1
+    exact = DIFF + "#" + "\u00e9" * (room // 2) + "x" * (room % 2)
+    assert len(exact.encode()) == MAX_DIFF_BYTES and _ok("discovery", diff=exact).diff == exact
+    assert _reason("discovery", diff=exact + "x") == "schema"
+    source = "\u00e9" * (MAX_SOURCE_BYTES // 2)  # exactly the limit in bytes, half of it in characters
+    answer = msgpack.packb({"op": "state", "source": source, "state": state_hash(source), "v": 2})
+    assert decode_sync_answer(answer).source == source
+    for over in (source + "x", "x" * (MAX_SOURCE_BYTES + 1)):  # over in bytes; over in characters too
+        with pytest.raises(MessageRejected) as caught:
+            decode_sync_answer(msgpack.packb({"op": "state", "source": over, "state": state_hash(over), "v": 2}))
+        assert caught.value.reason == "schema"
+
+
+def test_which_reason_wins():
+    """The first failing check of PROTOCOL.md section 6 names the rejection."""
+    assert decode_reason(b"\xc1" * (MAX_MESSAGE_BYTES + 1)) == "oversized"  # size before parsing
+    assert decode_reason(_repeated_key(dict(_claim_map(), v=1), "v", 1)) == "undecodable"  # parsing before v
+    assert decode_reason(msgpack.packb({"v": 3, "type": "rumour"})) == "version"  # v before the fields
+    assert decode_reason(msgpack.packb({"type": "claim", "v": 2.0})) == "schema"  # a float v is no version
+    assert _reason("discovery", val_bpb=16.5, noise=-1.0) == "metric-bounds"  # only bounds are wrong
+    assert _reason("discovery", val_bpb=16.5, description=7) == "schema"  # something else is wrong too
+    assert _reason("discovery", val_bpb=16.5, ts=TS + 3600) == "metric-bounds"  # fields before the clock
+    assert _reason("claim", ts=TS + 3600, description=7) == "schema"
+
+
 # ---- protocol/ files ---------------------------------------------------------------------------
+
+# Vectors peers were promised (protocol/vectors/ as of the issue "one concept, one place"): a change
+# may add vectors, never silently drop or rename these.
+KEPT_VECTORS = frozenset({
+    "presence", "claim", "result-keep", "result-discard", "result-crash", "discovery", "adoption",
+    "undecodable-truncated", "schema-not-a-map", "schema-missing-field", "schema-no-version",
+    "schema-unknown-type", "schema-uppercase-hash", "schema-extra-field", "schema-keep-without-metric",
+    "schema-duplicate-seed", "schema-unknown-unit", "version-1", "version-3", "metric-bounds-too-large",
+    "metric-bounds-zero", "metric-bounds-nan", "metric-bounds-in-run", "future-timestamp", "stale-timestamp",
+    "schema-version-true", "schema-version-float",
+})
 
 
 def _vector_index() -> dict:
     return {
         "version": PROTOCOL_VERSION,
-        "about": "Golden vectors: for each valid one, decode(file) must equal message (ts checked "
+        "about": "Golden vectors (PROTOCOL.md section 11). valid: decode(file) must equal message (ts checked "
         "against the message's own ts, since a receiver rejects messages over an hour old) and "
-        "encode(message) must equal the file byte for byte. Each invalid one must be rejected "
-        "with reason (ts checked against the current time).",
+        "encode(message) must equal the file byte for byte; message_id_sha256 is the gossip message id. "
+        "invalid: each file must be rejected with reason (ts checked against the current time). "
+        "sync_valid and sync_invalid: the same for sync frames (the msgpack body of a frame, without its "
+        "varint length prefix), decoded as a request or an answer as `decoder` says.",
         "valid": [
             {"name": name, "file": f"{name}.msgpack", "message_id_sha256": message_id(encode(msg)).hex(),
              "message": json.loads(msg.model_dump_json())}
@@ -439,6 +659,14 @@ def _vector_index() -> dict:
         "invalid": [
             {"name": name, "file": f"invalid-{name}.msgpack", "reason": reason}
             for name, (_, reason) in invalid_samples().items()
+        ],
+        "sync_valid": [
+            {"name": name, "file": f"{name}.msgpack", "decoder": decoder, "frame": json.loads(frame.model_dump_json())}
+            for name, (frame, decoder) in sync_samples().items()
+        ],
+        "sync_invalid": [
+            {"name": name, "file": f"invalid-{name}.msgpack", "decoder": decoder, "reason": reason}
+            for name, (_, decoder, reason) in invalid_sync_samples().items()
         ],
     }
 
@@ -455,6 +683,10 @@ def test_write_protocol_files():
         (VECTORS / f"{name}.msgpack").write_bytes(encode(msg))
     for name, (data, _) in invalid_samples().items():
         (VECTORS / f"invalid-{name}.msgpack").write_bytes(data)
+    for name, (frame, _) in sync_samples().items():
+        (VECTORS / f"{name}.msgpack").write_bytes(encode_sync(frame))
+    for name, (data, _, _) in invalid_sync_samples().items():
+        (VECTORS / f"invalid-{name}.msgpack").write_bytes(data)
     (VECTORS / "vectors.json").write_text(json.dumps(_vector_index(), indent=2) + "\n")
     for stale in sorted(set(VECTORS.glob("*.msgpack")) - {VECTORS / f for f in _vector_files()}):
         stale.unlink()  # a vector no sample names any more (e.g. a renamed one)
@@ -462,7 +694,12 @@ def test_write_protocol_files():
 
 def _vector_files() -> set[str]:
     index = _vector_index()
-    return {v["file"] for v in index["valid"] + index["invalid"]}
+    return {v["file"] for key in ("valid", "invalid", "sync_valid", "sync_invalid") for v in index[key]}
+
+
+def _index_on_disk() -> dict:
+    path = VECTORS / "vectors.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def test_vector_directory_holds_only_indexed_files():
@@ -476,7 +713,7 @@ def test_schema_json_is_up_to_date():
 
 
 def test_golden_vectors_both_ways():
-    index = json.loads((VECTORS / "vectors.json").read_text())
+    index = _index_on_disk()
     assert {v["name"] for v in index["valid"]} >= {"presence", "claim", "result-keep", "discovery", "adoption"}
     for vector in index["valid"]:
         data = (VECTORS / vector["file"]).read_bytes()
@@ -484,28 +721,65 @@ def test_golden_vectors_both_ways():
         assert decode(data, now=expected.ts) == expected, vector["name"]
         assert encode(expected) == data, vector["name"]
         assert message_id(data).hex() == vector["message_id_sha256"]
-    for vector in index["invalid"]:
-        with pytest.raises(MessageRejected) as caught:
-            decode((VECTORS / vector["file"]).read_bytes())
-        assert caught.value.reason == vector["reason"], vector["name"]
+    for vector in index["sync_valid"]:
+        data = (VECTORS / vector["file"]).read_bytes()
+        decoded = SYNC_DECODERS[vector["decoder"]](data)
+        assert json.loads(decoded.model_dump_json()) == vector["frame"], vector["name"]
+        assert encode_sync(decoded) == data, vector["name"]
+
+
+@pytest.mark.parametrize("vector", _index_on_disk().get("invalid", []), ids=lambda v: v["name"])
+def test_every_invalid_vector_is_rejected_with_its_reason(vector):
+    """Each invalid gossip vector, old and new, read from disk, decoded by the node's own decoder
+    (the one its GossipSub validator calls) against the current clock."""
+    with pytest.raises(MessageRejected) as caught:
+        decode((VECTORS / vector["file"]).read_bytes())
+    assert caught.value.reason == vector["reason"], caught.value.detail
+
+
+@pytest.mark.parametrize("vector", _index_on_disk().get("sync_invalid", []), ids=lambda v: v["name"])
+def test_every_invalid_sync_vector_is_rejected_with_its_reason(vector):
+    with pytest.raises(MessageRejected) as caught:
+        SYNC_DECODERS[vector["decoder"]]((VECTORS / vector["file"]).read_bytes())
+    assert caught.value.reason == vector["reason"], caught.value.detail
+
+
+def test_vectors_cover_every_decoder_reason():
+    index = _index_on_disk()
+    assert {v["reason"] for v in index["invalid"]} == set(REASONS)
+    sync_reasons = {(v["decoder"], v["reason"]) for v in index["sync_invalid"]}
+    assert {r for d, r in sync_reasons if d == "request"} >= {"oversized", "undecodable", "schema", "version"}
+    assert {r for d, r in sync_reasons if d == "answer"} >= {"schema", "metric-bounds"}
+    names = {v["name"] for key in ("valid", "invalid") for v in index[key]}
+    assert KEPT_VECTORS <= names, sorted(KEPT_VECTORS - names)
 
 
 def test_golden_vectors_match_the_samples():
     """The committed vectors are what these samples encode to (a change of encoding shows here)."""
-    index = json.loads((VECTORS / "vectors.json").read_text())
-    assert index == _vector_index()
+    assert _index_on_disk() == _vector_index()
+    for name, (data, _) in invalid_samples().items():
+        assert (VECTORS / f"invalid-{name}.msgpack").read_bytes() == data, name
+    for name, (data, _, _) in invalid_sync_samples().items():
+        assert (VECTORS / f"invalid-{name}.msgpack").read_bytes() == data, name
 
 
 def test_json_schema_accepts_the_vectors():
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads((PROTOCOL / "schema.json").read_text())
-    for vector in json.loads((VECTORS / "vectors.json").read_text())["valid"]:
+    for vector in _index_on_disk()["valid"]:
         jsonschema.validate(vector["message"], schema)
     claim = samples()["claim"].model_dump(mode="json")
     for bad in (dict(claim, state="nothex"), dict(claim, v=1), dict(claim, bench=_bench(unit="tokens")),
-                dict(claim, bench=_bench(budget=2**63)), dict(claim, bench=_bench(device="tpu"))):
+                dict(claim, bench=_bench(budget=2**63)), dict(claim, bench=_bench(device="tpu")),
+                dict(claim, seeds=None), dict(claim, bench=_bench(torch="2.13.0+cu128"))):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
     result = samples()["result-keep"].model_dump(mode="json")
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(dict(result, seed=0), schema)  # the v1 field
+    defs = schema["$defs"]
+    for frame, (sample, _) in sync_samples().items():
+        jsonschema.validate(json.loads(sample.model_dump_json()), defs[type(sample).__name__] | {"$defs": defs})
+    # the two limits in UTF-8 bytes say so: maxLength (characters) is only their weaker bound
+    for model, field in (("Discovery", "diff"), ("StateAnswer", "source")):
+        assert "UTF-8 bytes" in defs[model]["properties"][field]["description"]
