@@ -47,7 +47,7 @@ MAX_HEARD = 256  # other tiers' discoveries waiting for a trusted verification
 MAX_TRANSFERS = 16
 MAX_REPORTED = 20_000  # (state, seed) runs peers reported in our benchmark key, remembered for reuse
 # What only a hostile peer sends: the network's protocol violations and discoveries that lie.
-OFFENSES = NETWORK_OFFENSES | {"false-claim", "bad-patch"}
+OFFENSES = NETWORK_OFFENSES | {v.value for v in Verdict if v.offence}
 
 
 @dataclass
@@ -347,7 +347,8 @@ class Node:
                 self._rejected("budget:verify", d.author, d)  # it waits until the author's budget refills
             self.pending[d.state] = d  # adopted between experiments by the research task
             while len(self.pending) > MAX_PENDING:
-                self._rejected("budget:pending", d.author, self.pending.pop(max(self.pending, key=self._pending_rank)))
+                dropped = self.pending.pop(max(self.pending, key=self._pending_rank))
+                self._rejected("budget:pending", dropped.author, dropped)  # the dropped one's author, not the newcomer's
         elif d.bench.target == self.bench.target and d.bench.corpus == self.bench.corpus:
             first = self._heard.get(d.state)
             if first is not None and _corroborates(first, d) and self.standing.good(first.author) \

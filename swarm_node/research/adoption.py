@@ -29,7 +29,7 @@ class Verdict(enum.Enum):
     @property
     def offence(self) -> bool:
         """Only a hostile or broken peer sends these: they count against its standing."""
-        return self in (Verdict.FALSE_CLAIM, Verdict.BAD_PATCH)
+        return self in (Verdict.FALSE_CLAIM, Verdict.BAD_PATCH, Verdict.STATE_MISMATCH)
 
 
 @dataclass(frozen=True)
