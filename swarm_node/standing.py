@@ -4,7 +4,10 @@ the peer's record, and whether its word counts.
 Every false claim costs a full training run to expose, so verifications are rationed per author
 (a token bucket; an author none of whose claims has verified yet gets one token, a proven one a
 few) and a repeat liar is banned. New keys are free to make, so all unproven authors together
-also share one small bucket: a thousand fresh identities buy no more runs than a few. Pure bookkeeping: no I/O, a clock passed in, bounded memory.
+also share one small bucket: a thousand fresh identities buy no more runs than a few. A claim
+that verifies gives its token back (only lies use the budget up), so an honest peer's discoveries
+converge the swarm without waiting for a refill. Pure bookkeeping: no I/O, a clock passed in,
+bounded memory.
 """
 from __future__ import annotations
 
@@ -76,8 +79,9 @@ class Standing:
     def verified(self, author: str, held: bool) -> bool:
         """Record a verification's outcome; True when the author has now earned a ban."""
         r = self._record(author)
-        if held:
+        if held:  # an honest claim moved our head: the run it cost was not spent on a lie
             r.verified += 1
+            r.tokens = min(PROVEN_AUTHOR_BURST, r.tokens + 1)
             return False
         r.false_claims += 1
         return r.false_claims >= BAN_AFTER_FALSE_CLAIMS and r.false_claims > r.verified

@@ -83,3 +83,15 @@ def test_a_repeated_claim_is_renewed_not_duplicated():
     for i in range(CLAIMS_PER_PEER):
         book.add("peer", f"s{i}")
     assert "a" not in book.live() and len(book) == CLAIMS_PER_PEER
+
+
+def test_a_claim_that_holds_gives_its_token_back():
+    """Only lies use up the budget: an honest author's next discovery is verified at once."""
+    s = Standing(refill_s=1000, clock=Clock())
+    assert s.may_verify("honest") and not s.may_verify("honest", spend=False)
+    s.verified("honest", held=True)
+    assert s.may_verify("honest") and not s.may_verify("honest", spend=False)
+    s.verified("liar", held=False)  # a lie gives nothing back
+    assert s.may_verify("liar") and not s.may_verify("liar", spend=False)
+    s.verified("liar", held=False)
+    assert not s.may_verify("liar", spend=False)
