@@ -63,8 +63,6 @@ import math
 import os
 import re
 import shutil
-import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -74,10 +72,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
-TOY_TARGET = TESTS / "toy_target"
 for _path in (str(REPO), str(TESTS)):  # swarm_node, and tests/ for HostilePeer
     if _path not in sys.path:
         sys.path.insert(0, _path)
+
+from swarm_node.testing import (NodeProcess, cpu_seconds, ledger_meta, ledger_rows, read_status,  # noqa: E402
+                                start_node, stop_process, toy_target)
 
 RUN_SLEEP_S = 0.5
 # --budget is training FLOPs (the toy ignores it); --max-seconds the wall limit of one run (the old budget + margin)
@@ -89,7 +89,6 @@ BASELINE_TIMEOUT_S = 120.0  # the node has a head
 EXPERIMENT_TIMEOUT_S = 30.0  # per experiment asked for, on top of a fixed minute
 CHILD_READY_TIMEOUT_S = 60.0
 SETTLE_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 30.0
 CLAIM_INTERVAL_S = 2.0
 BATCH = 10  # messages per RPC
 FORWARDERS = 3  # HostilePeer connections the attacker's messages come through
@@ -100,38 +99,9 @@ OWN = ("keep", "discard", "crash")
 # ---- the node, its ledger, its process --------------------------------------------------------------
 
 
-def toy_target(folder: Path) -> Path:
-    """A copy of the toy target whose runs sleep RUN_SLEEP_S and whose xavier state does not hang."""
-    shutil.copytree(TOY_TARGET, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    train = folder / "train.py"
-    text = train.read_text()
-    for old in ("SLEEP_SECONDS = 0.0", "    time.sleep(3600)"):
-        if text.count(old) != 1:
-            raise SystemExit(f"{train} has no single {old.strip()!r} line to change")
-    text = text.replace("SLEEP_SECONDS = 0.0", f"SLEEP_SECONDS = {RUN_SLEEP_S}")
-    train.write_text(text.replace("    time.sleep(3600)", "    pass"))
-    return folder
-
-
 def read_rows(home: Path, sql: str, args=()) -> list[dict]:
     """Rows of the node's ledger, read-only; [] while it does not exist or is busy."""
-    path = home / "ledger.sqlite3"
-    if not path.exists():
-        return []
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
-        db.row_factory = sqlite3.Row
-        try:
-            return [dict(r) for r in db.execute(sql, args)]
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return []
-
-
-def read_meta(home: Path, key: str):
-    rows = read_rows(home, "SELECT value FROM meta WHERE key = ?", (key,))
-    return json.loads(rows[0]["value"]) if rows else None
+    return ledger_rows(home, sql, args, missing_ok=True)
 
 
 def head_runs(head: dict | None) -> dict[int, tuple[float, float | None]]:
@@ -145,82 +115,16 @@ def head_val(head: dict | None) -> float | None:
     return statistics.fmean(v for v, _ in runs.values()) if runs else None
 
 
-def read_status(home: Path) -> dict:
-    try:
-        return json.loads((home / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
+def start(tmp: Path, target: Path, name: str, *args: str, python: list[str] = ()) -> NodeProcess:
+    """`swarm-node join` as `name` (home tmp/name, log tmp/name.log), stopped by node.stop(): SIGINT, then SIGKILL."""
+    return start_node(tmp, name, "--target", str(target), *NODE_ARGS, *args, python=python)
 
 
-def stop_process(popen: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> None:
-    """SIGINT (how `join` is meant to be stopped), then SIGKILL after `timeout`; only this PID."""
-    if popen.poll() is not None:
-        return
-    popen.send_signal(signal.SIGINT)
-    try:
-        popen.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        popen.kill()
-        popen.wait(timeout=timeout)
-
-
-class NodeProc:
-    """One `swarm-node join` process, its home and its log (stdout and stderr together)."""
-
-    def __init__(self, name: str, tmp: Path, target: Path, args: list[str], python: list[str] = ()):
-        self.name = name
-        self.home = tmp / name
-        self.log_path = tmp / f"{name}.log"
-        self.started = time.monotonic()
-        with open(self.log_path, "wb") as log:
-            self.popen = subprocess.Popen(
-                [sys.executable, *python, "-m", "swarm_node.cli", "join", "--target", str(target), *NODE_ARGS, *args],
-                cwd=REPO, env={**os.environ, "SWARM_NODE_HOME": str(self.home)},
-                stdout=log, stderr=subprocess.STDOUT)
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def addr(self) -> str | None:
-        match = re.search(r"--bootstrap (\S+)", self.log())
-        return match.group(1) if match else None
-
-    def rows(self, sql: str, args=()) -> list[dict]:
-        return read_rows(self.home, sql, args)
-
-    def wait(self, check, timeout: float, what: str, poll: float = 0.1):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({self.popen.returncode}) while waiting for {what}; "
-                                   f"log tail:\n{tail(self.log(), 25)}")
-            time.sleep(poll)
-        raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}; {self.name} log tail:\n"
-                           f"{tail(self.log(), 25)}")
-
-    def stop(self) -> None:
-        stop_process(self.popen)
-
-    def troubles(self) -> list[str]:
-        """Log lines that look wrong: tracebacks, errors, exceptions, crashes of the node itself."""
-        lines = self.log().splitlines()
-        return [line for line in lines if re.search(r"Traceback|\[error|\[critical|exception", line, re.I)
-                and "toy crash" not in line]
-
-
-def cpu_seconds(pid: int) -> float:
-    """user + system CPU seconds of process `pid` so far (Linux /proc; its children excluded), 0 if unknown."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
+def suspicious_lines(node: NodeProcess) -> list[str]:
+    """Log lines that look wrong: tracebacks, errors, exceptions, crashes of the node itself."""
+    lines = node.log().splitlines()
+    return [line for line in lines if re.search(r"Traceback|\[error|\[critical|exception", line, re.I)
+            and "toy crash" not in line]
 
 
 def tail(text: str, n: int) -> str:
@@ -362,7 +266,7 @@ class _Attack:
         from swarm_node.messages import PRESENCE_TOPIC, BenchKey
 
         with trio.fail_after(CHILD_READY_TIMEOUT_S):
-            while (bench := read_meta(self.home, "bench")) is None:
+            while (bench := ledger_meta(self.home, "bench")) is None:
                 await trio.sleep(0.1)
         self.bench = BenchKey(**bench)
         self.topic = self.bench.topic()
@@ -395,7 +299,7 @@ class _Attack:
     async def head(self) -> tuple[str, str, dict] | None:
         """(state, train.py, per-seed runs) of the node's head: its ledger, else the target's train.py
         (no runs yet)."""
-        head = read_meta(self.home, "head")
+        head = ledger_meta(self.home, "head")
         if head is None:
             from swarm_node.messages import state_hash
             source = Path(self.args.target_train).read_text()
@@ -539,7 +443,7 @@ def run_child(args) -> int:
 # ---- part 1: claims -----------------------------------------------------------------------------------
 
 
-def experiment_rate(node: NodeProc) -> dict:
+def experiment_rate(node: NodeProcess) -> dict:
     rows = node.rows("SELECT * FROM experiments WHERE proposer NOT IN ('baseline', 'adoption') ORDER BY id")
     own = [r for r in rows if r["status"] in OWN and r["finished_at"] is not None]
     counts: dict[str, int] = {}
@@ -554,7 +458,7 @@ def experiment_rate(node: NodeProc) -> dict:
         out["states"] = [r["state"] for r in own]
         out["descriptions"] = [r["description"] for r in own]
     out["adoptions"] = len(node.rows("SELECT id FROM experiments WHERE proposer = 'adoption'"))
-    head = read_meta(node.home, "head") or {}
+    head = ledger_meta(node.home, "head") or {}
     out["head_val_bpb"] = head_val(head)
     out["proposers"] = {}
     for r in rows:
@@ -573,11 +477,11 @@ def claims_run(tmp: Path, target: Path, n: int, flooded: bool, args) -> dict:
             "--home", str(tmp / name), "--out", str(out),
             "--identities", str(args.identities), "--forwarders", str(args.forwarders), "--rate", str(args.rate),
             "--target-train", str(target / "train.py"), "--max-seconds", str(60 + EXPERIMENT_TIMEOUT_S * n)])
-    node = NodeProc(name, tmp, target, ["--max-experiments", str(n)])
+    node = start(tmp, target, name, "--max-experiments", str(n))
     result: dict = {"name": name}
     live_claims_max = 0
     try:
-        address = node.wait(node.addr, START_TIMEOUT_S, f"{name}'s address", poll=0.02)
+        address = node.wait(node.printed_address, START_TIMEOUT_S, f"{name}'s address", poll=0.02)
         if flooded:
             tmp_address = out / "address.tmp"
             tmp_address.write_text(address)
@@ -612,7 +516,7 @@ def claims_run(tmp: Path, target: Path, n: int, flooded: bool, args) -> dict:
             stop_child(child, tmp / "attack-claims" / "stop")
         node.stop()
         result["exit"] = node.popen.returncode
-        result["troubles"] = node.troubles()
+        result["troubles"] = suspicious_lines(node)
         result["stopped_cleanly"] = "stopped: any experiment in flight was recorded as interrupted" in node.log()
     return result
 
@@ -694,7 +598,7 @@ def settled_fingerprint(home: Path) -> tuple | None:
     return (*rows[0].values(), read_status(home).get("pending_adoptions"))
 
 
-async def sync_probe(tmp: Path, node: NodeProc, address: str, target_train: Path, args) -> dict:
+async def sync_probe(tmp: Path, node: NodeProcess, address: str, target_train: Path, args) -> dict:
     import trio
     from libp2p.crypto.ed25519 import create_new_key_pair
 
@@ -795,13 +699,13 @@ def part_sync(tmp: Path, target: Path, args) -> bool:
     print(f"sync: an idle node (--max-experiments 0); an honest peer asks request_best every 50 ms; flood of {n} "
           f"discoveries from {math.ceil(n / 10)} identities through {args.forwarders} connections at "
           f"{args.rate:.0f} messages/s each", flush=True)
-    node = NodeProc("sync", tmp, target, ["--max-experiments", "0"],
-                    python=["-m", "cProfile", "-o", str(tmp / "node.prof")] if args.profile_node else [])
+    node = start(tmp, target, "sync", "--max-experiments", "0",
+                 python=["-m", "cProfile", "-o", str(tmp / "node.prof")] if args.profile_node else [])
     verdict = False
     try:
-        address = node.wait(node.addr, START_TIMEOUT_S, "the node's address")
-        node.wait(lambda: read_meta(node.home, "head"), BASELINE_TIMEOUT_S, "the node's baseline")
-        node.wait(lambda: "research finished" in node.log(), BASELINE_TIMEOUT_S, "the node to go idle")
+        address = node.wait(node.printed_address, START_TIMEOUT_S, "the node's address", poll=0.1)
+        node.wait(lambda: ledger_meta(node.home, "head"), BASELINE_TIMEOUT_S, "the node's baseline", poll=0.1)
+        node.wait(lambda: "research finished" in node.log(), BASELINE_TIMEOUT_S, "the node to go idle", poll=0.1)
         since = time.time()
         t = time.monotonic()
         marks = trio.run(sync_probe, tmp, node, address, target / "train.py", args)
@@ -864,7 +768,7 @@ def part_sync(tmp: Path, target: Path, args) -> bool:
         alive = node.popen.poll() is None
     finally:
         node.stop()
-    troubles = node.troubles()
+    troubles = suspicious_lines(node)
     clean = "stopped: any experiment in flight was recorded as interrupted" in node.log()
     if troubles or not clean or node.popen.returncode != 0:
         print(f"sync: node exit {node.popen.returncode}, stopped cleanly: {clean}, {len(troubles)} suspicious log "
@@ -910,7 +814,8 @@ def main() -> int:
     from swarm_node.logs import configure
     configure(level="warning")  # the honest prober's network log stays quiet
     tmp = Path(tempfile.mkdtemp(prefix="hostile_load_"))
-    target = toy_target(tmp / "toy_target")
+    # runs sleep RUN_SLEEP_S, and the xavier state does not hang, so another order of experiments never times out
+    target = toy_target(tmp / "toy_target", RUN_SLEEP_S, edits={"    time.sleep(3600)": "    pass"})
     started = time.monotonic()
     print(f"hostile_load: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; temp dir {tmp}", flush=True)
     try:

@@ -34,7 +34,6 @@ import random
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TOY_TARGET = REPO / "tests" / "toy_target"
+sys.path.insert(0, str(REPO))
+
+from swarm_node.testing import NodeProcess, start_node, stop_processes, toy_target, wait_for  # noqa: E402
+
 SWARM_SIZE = 10
 RESEARCH_EXPERIMENTS = 3
 RUN_SLEEP_S = 2.0  # each toy run sleeps this long, so node1's keeps come after its peers are up
@@ -68,123 +70,53 @@ def sha256_text(path: Path) -> str | None:
         return None
 
 
-def toy_target(folder: Path) -> Path:
-    """A copy of the toy target whose runs sleep RUN_SLEEP_S (the sandbox passes no env through)."""
-    shutil.copytree(TOY_TARGET, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    train = folder / "train.py"
-    text = train.read_text()
-    if "SLEEP_SECONDS = 0.0" not in text:
-        raise SystemExit(f"{train} has no `SLEEP_SECONDS = 0.0` line to stretch its runs")
-    train.write_text(text.replace("SLEEP_SECONDS = 0.0", f"SLEEP_SECONDS = {RUN_SLEEP_S}"))
-    return folder
+def start(tmp: Path, target: Path, name: str, *args: str) -> NodeProcess:
+    """`swarm-node join` as `name`: home tmp/name, log tmp/name.log (stdout and stderr together)."""
+    return start_node(tmp, name, "--target", str(target), *NODE_ARGS, *args)
 
 
-class Proc:
-    """One `swarm-node join` process, its home and its log (stdout and stderr together)."""
+def best(node: NodeProcess) -> str | None:
+    """The best state of tier cpu in this node's ledger, or None."""
+    rows = node.rows("SELECT state FROM best WHERE tier = 'cpu'")
+    return rows[0]["state"] if rows else None
 
-    def __init__(self, name: str, tmp: Path, target: Path, args: list[str]):
-        self.name = name
-        self.home = tmp / name
-        self.log_path = tmp / f"{name}.log"
-        self.started = time.monotonic()
-        with open(self.log_path, "wb") as log:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "swarm_node.cli", "join", "--target", str(target), *NODE_ARGS, *args],
-                cwd=REPO, env={**os.environ, "SWARM_NODE_HOME": str(self.home)},
-                stdout=log, stderr=subprocess.STDOUT)
 
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def addr(self) -> str | None:
-        match = re.search(r"--bootstrap (\S+)", self.log())
-        return match.group(1) if match else None
-
-    def best(self) -> str | None:
-        """The best state of tier cpu in this node's ledger, or None."""
-        path = self.home / "ledger.sqlite3"
-        if not path.exists():
-            return None
-        try:
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
-            try:
-                row = db.execute("SELECT state FROM best WHERE tier = 'cpu'").fetchone()
-            finally:
-                db.close()
-        except sqlite3.Error:
-            return None
-        return row[0] if row else None
-
-    def baseline_state(self) -> str | None:
-        path = self.home / "ledger.sqlite3"
-        try:
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
-            try:
-                row = db.execute("SELECT state FROM experiments WHERE status = 'baseline' ORDER BY id").fetchone()
-            finally:
-                db.close()
-        except sqlite3.Error:
-            return None
-        return row[0] if row else None
-
-    def cpu_seconds(self) -> float:
-        """user + system CPU seconds the process has used so far (Linux /proc), 0 if unknown."""
-        try:
-            fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return 0.0
-
-    def stop(self) -> None:
-        if self.popen.poll() is not None:
-            return
-        self.popen.send_signal(signal.SIGTERM)  # `join` stops cleanly on SIGTERM
-        try:
-            self.popen.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait(timeout=30)
+def baseline_state(node: NodeProcess) -> str | None:
+    rows = node.rows("SELECT state FROM experiments WHERE status = 'baseline' ORDER BY id LIMIT 1")
+    return rows[0]["state"] if rows else None
 
 
 def wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(POLL_S)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+    """check()'s first truthy value; TimeoutError after `timeout` s."""
+    return wait_for(check, timeout, f"waiting for {what}", poll=POLL_S)
 
 
-def start_swarm(tmp: Path, target: Path, rng: random.Random, nodes: list[Proc]) -> None:
+def start_swarm(tmp: Path, target: Path, rng: random.Random, nodes: list[NodeProcess]) -> None:
     """Start the swarm's processes, appending each to `nodes` at once (so the caller stops them all)."""
-    nodes.append(Proc("node1", tmp, target, ["--max-experiments", str(RESEARCH_EXPERIMENTS)]))
-    wait_until(nodes[0].addr, START_TIMEOUT_S, "node1's address")
+    nodes.append(start(tmp, target, "node1", "--max-experiments", str(RESEARCH_EXPERIMENTS)))
+    wait_until(nodes[0].printed_address, START_TIMEOUT_S, "node1's address")
     for i in range(2, SWARM_SIZE + 1):
         if i == 5:  # nodes 5-10 bootstrap to one of nodes 1-4: wait for their addresses
             for node in nodes[1:4]:
-                wait_until(node.addr, START_TIMEOUT_S, f"{node.name}'s address")
+                wait_until(node.printed_address, START_TIMEOUT_S, f"{node.name}'s address")
         via = nodes[0] if i <= 4 else nodes[rng.randrange(4)]
-        nodes.append(Proc(f"node{i}", tmp, target, ["--bootstrap", via.addr(), "--max-experiments", "0"]))
+        nodes.append(start(tmp, target, f"node{i}", "--bootstrap", via.printed_address(), "--max-experiments", "0"))
     for node in nodes:
-        wait_until(node.addr, START_TIMEOUT_S, f"{node.name}'s address")
+        wait_until(node.printed_address, START_TIMEOUT_S, f"{node.name}'s address")
 
 
-def wait_for_convergence(nodes: list[Proc]) -> str:
+def wait_for_convergence(nodes: list[NodeProcess]) -> str:
     """node1's final best, once every node's ledger holds it."""
     researcher = nodes[0]
     wait_until(lambda: "research finished" in researcher.log(), CONVERGE_TIMEOUT_S, "node1 to finish researching")
-    best = researcher.best()
-    wait_until(lambda: all(node.best() == best for node in nodes), CONVERGE_TIMEOUT_S,
+    final = best(researcher)
+    wait_until(lambda: all(best(node) == final for node in nodes), CONVERGE_TIMEOUT_S,
                "every node to hold node1's best")
-    return best
+    return final
 
 
-def join_once(tmp: Path, target: Path, name: str, via: Proc, best: str) -> dict:
-    joiner = Proc(name, tmp, target, ["--bootstrap", via.addr(), "--max-experiments", "0"])
+def join_once(tmp: Path, target: Path, name: str, via: NodeProcess, best: str) -> dict:
+    joiner = start(tmp, target, name, "--bootstrap", via.printed_address(), "--max-experiments", "0")
     workspace_train = joiner.home / "workspace" / "train.py"
     times: dict[str, float] = {}
     deadline = joiner.started + JOIN_TIMEOUT_S
@@ -201,7 +133,7 @@ def join_once(tmp: Path, target: Path, name: str, via: Proc, best: str) -> dict:
                 times["workspace"] = now
             if now >= next_ledger_check:  # a node that started elsewhere measures that state first
                 next_ledger_check = now + 0.5
-                started_from = joiner.baseline_state()
+                started_from = baseline_state(joiner)
                 if started_from is not None and started_from != best:
                     times["wrong_start"] = 1.0
                     break
@@ -219,11 +151,11 @@ def join_once(tmp: Path, target: Path, name: str, via: Proc, best: str) -> dict:
             tail = "\n".join(text.splitlines()[-15:])
             print(f"  {name}: did not start from the swarm's best ({why}); log tail:\n{tail}")
     finally:
-        joiner.stop()
+        joiner.stop(signal.SIGTERM)  # `join` stops cleanly on SIGTERM
     return times
 
 
-def idle_cpu(nodes: list[Proc], seconds: float = 5.0) -> float:
+def idle_cpu(nodes: list[NodeProcess], seconds: float = 5.0) -> float:
     """Share of one core the swarm's processes use while nobody trains."""
     before = sum(node.cpu_seconds() for node in nodes)
     time.sleep(seconds)
@@ -258,15 +190,15 @@ def main() -> int:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="join_sync_"))
-    target = toy_target(tmp / "toy_target")
-    nodes: list[Proc] = []
+    target = toy_target(tmp / "toy_target", RUN_SLEEP_S)
+    nodes: list[NodeProcess] = []
     results: list[dict] = []
     try:
         t = time.monotonic()
         start_swarm(tmp, target, rng, nodes)
         print(f"swarm: {len(nodes)} node processes listening after {time.monotonic() - t:.1f} s")
         best = wait_for_convergence(nodes)
-        baseline = nodes[0].baseline_state()
+        baseline = baseline_state(nodes[0])
         print(f"swarm: all {len(nodes)} nodes hold node1's best {best[:12]} after {time.monotonic() - t:.1f} s "
               f"({'differs from' if best != baseline else 'SAME AS'} node1's baseline {str(baseline)[:12]})")
         print(f"swarm: the {len(nodes)} idle node processes use {100 * idle_cpu(nodes):.0f}% of one core "
@@ -281,8 +213,7 @@ def main() -> int:
     except TimeoutError as error:
         print(f"stopped early: {error}")
     finally:
-        for node in nodes:
-            node.stop()
+        stop_processes((node.popen for node in nodes), signal.SIGTERM)
         if args.keep:
             print(f"homes and logs kept in {tmp}")
         else:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from swarm_node.assets import load_config  # noqa: E402
 from swarm_node.research.hparams import write_block  # noqa: E402
 from swarm_node.research.loop import tier_baseline  # noqa: E402
 from swarm_node.research.summary import parse_summary  # noqa: E402
+from swarm_node.testing import cpu_hogs  # noqa: E402
 
 TARGET = REPO / "experiments" / "tinygpt"
 CHANGES = [{}, {"LEARNING_RATE": 0.006}, {"INIT": "kaiming"}, {"NORM": "rmsnorm"}, {"TIE_EMBEDDINGS": True}]
@@ -80,9 +80,7 @@ def main() -> int:
         for name in ("prepare.py",):
             shutil.copyfile(TARGET / name, workdir / name)
         for loaded in (False, True):
-            hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)] \
-                if loaded else []
-            try:
+            with cpu_hogs((os.cpu_count() or 1) if loaded else 0):  # busy loops, killed by PID after the block
                 for threads in (1, 2):
                     for label, source in picked:
                         for seed in range(args.seeds):
@@ -91,10 +89,6 @@ def main() -> int:
                             print(f"{label:22s} seed {seed} threads {threads} {'hog ' if loaded else 'idle'}: "
                                   f"val_bpb {r['val']:.6f} test_bpb {r['test']:.6f} {r['steps']} steps "
                                   f"wall {r['wall']:.1f} s ({r['steps_per_s']:.1f} steps/s)", flush=True)
-            finally:
-                for hog in hogs:  # by PID: only the processes started here
-                    os.kill(hog.pid, signal.SIGKILL)
-                    hog.wait()
     worst_val = worst_test = 0.0
     print(f"\n{len(picked)} states x {args.seeds} seeds x threads {{1, 2}} x {{idle, hog}}, "
           f"budget {args.budget:.3g} FLOPs each:")

@@ -1,13 +1,12 @@
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-TOY_TARGET = REPO / "tests" / "toy_target"
+from swarm_node.testing import REPO, TOY_TARGET, ledger_rows  # noqa: F401  (the helpers tests import from here)
+
 CORPUS = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 
 
@@ -19,24 +18,6 @@ def swarm_node(*args, home: Path, timeout: float = 300, env: dict | None = None,
     if check and proc.returncode != 0:
         raise AssertionError(f"swarm-node {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
-
-
-def ledger_rows(home: Path, sql: str, args=()):
-    db = sqlite3.connect(home / "ledger.sqlite3")
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute(sql, args)]
-    finally:
-        db.close()
-
-
-def slow_toy_target(folder: Path, seconds: float) -> Path:
-    """A copy of the toy target whose runs take `seconds` (the sandbox passes no env through)."""
-    import shutil
-    shutil.copytree(TOY_TARGET, folder)
-    train = folder / "train.py"
-    train.write_text(train.read_text().replace("SLEEP_SECONDS = 0.0", f"SLEEP_SECONDS = {float(seconds)}"))
-    return folder
 
 
 @pytest.fixture

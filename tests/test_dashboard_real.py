@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from dashboard_checks import (CHROMIUM, VIEWPORT, assert_clean, counter, discovery_rows, discovery_rows_when,
                               leaderboard, open_dashboard,
                               record, screenshot, settle, stats, wait_for_counter, wait_for_replay_end)
-from test_swarm import Swarm, wait_for
+from swarm_node.testing import REPO, free_port, peer_of, start_cli, stop_process, wait_for
+from test_swarm import Swarm
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Debian's chromium is not at {CHROMIUM} "
                                 "(apt-get install -y chromium)")
@@ -35,42 +33,22 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Debian's c
 SCENARIO = REPO / "tests" / "replay_small.toml"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Dashboard:
     """`swarm-node dashboard ARGS` in a subprocess; its URL is read from what it prints."""
 
     def __init__(self, tmp: Path, *args: str):
         self.log_path = tmp / f"dashboard-{time.monotonic_ns()}.log"
-        self.log_file = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "swarm_node.cli", "dashboard", *args], cwd=REPO,
-                                     env=dict(os.environ), stdout=self.log_file, stderr=subprocess.STDOUT)
+        self.proc = start_cli("dashboard", *args, log=self.log_path)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def url(self, timeout: float = 30) -> str:
-        def printed():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"swarm-node dashboard exited {self.proc.returncode}:\n{self.log()}")
-            m = re.search(r"dashboard: (http://\S+?)/?\s", self.log())
-            return m and m.group(1)
-        return wait_for(printed, timeout, lambda: "swarm-node dashboard printed no URL:\n" + self.log())
+        return wait_for(lambda: (m := re.search(r"dashboard: (http://\S+?)/?\s", self.log())) and m.group(1), timeout,
+                        lambda: "swarm-node dashboard printed no URL:\n" + self.log(), proc=self.proc)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-        self.log_file.close()
-        return self.proc.returncode
+        return stop_process(self.proc, timeout=15)
 
 
 @pytest.fixture
@@ -102,7 +80,7 @@ class LiveSwarm:
         self.started = time.monotonic()
         swarm.start("node1", "--max-experiments", "3", "--dashboard", "0")
         self.addr = swarm.bootstrap_addr("node1")
-        self.peer1 = self.addr.rsplit("/p2p/", 1)[1]
+        self.peer1 = peer_of(self.addr)
         self.url = wait_for(lambda: (m := re.search(r"dashboard: (http://\S+)", swarm.log("node1"))) and m.group(1),
                             60, lambda: "node1 printed no dashboard URL:\n" + swarm.log("node1"))
         for name in ("node2", "node3"):
@@ -111,6 +89,10 @@ class LiveSwarm:
     def events(self, name: str) -> list[dict]:
         path = self.swarm.tmp / name / "events.jsonl"
         return _read_jsonl(path) if path.is_file() else []
+
+    def home_dashboard(self, dashboards, name: str) -> str:
+        """The URL of `swarm-node dashboard --home <name's home>`, started on a free port."""
+        return dashboards("--home", str(self.swarm.tmp / name), "--port", str(free_port())).url()
 
     def wait_for_spread(self, name: str, timeout: float = 120) -> str:
         """The id of node1's first discovery that node2 and node3 both adopted, once `name`'s log holds
@@ -138,6 +120,12 @@ def live(tmp_path_factory):
 
 def _caught_up(page, events: list[dict], timeout: float = 30) -> None:
     page.wait_for_function(f"window.swarmStats.eventsApplied >= {len(events)}", timeout=timeout * 1000)
+
+
+def _row_of(page, discovery: str) -> dict:
+    """The discoveries table's row of `discovery`, once the throttled table shows it."""
+    return next(r for r in discovery_rows_when(page, lambda rows: any(r["id"] == discovery for r in rows))
+                if r["id"] == discovery)
 
 
 class TestLiveSwarm:
@@ -179,23 +167,21 @@ class TestLiveSwarm:
         try:
             open_dashboard(page, live.url)
             _caught_up(page, live.events("node1"))
-            row = next(r for r in discovery_rows_when(page, lambda rows: any(r["id"] == discovery for r in rows))
-                       if r["id"] == discovery)
+            row = _row_of(page, discovery)
             assert counter(page, "peers") == 3 and row["reached"] == row["alive"] == 3, (counter(page, "peers"), row)
         finally:
             page.close()
 
     def test_dashboard_of_node2_home_shows_the_same_swarm(self, browser, shots, live, dashboards):
         discovery = live.wait_for_spread("node2")
-        board = dashboards("--home", str(live.swarm.tmp / "node2"), "--port", str(free_port()))
+        url = live.home_dashboard(dashboards, "node2")
         page = browser.new_page(viewport=VIEWPORT)
         seen = record(page)
-        open_dashboard(page, board.url())
+        open_dashboard(page, url)
         assert page.locator("#mode").inner_text().lower().startswith("live")
         _caught_up(page, live.events("node2"))
         assert counter(page, "peers") >= 3
-        row = next(r for r in discovery_rows_when(page, lambda rows: any(r["id"] == discovery for r in rows))
-                       if r["id"] == discovery)
+        row = _row_of(page, discovery)
         assert row["author"] and row["author"].lstrip("…") in live.peer1, row
         assert row["adopted"] >= 2 and row["reached"] >= 3, row
         assert leaderboard(page)[0]["tier"] == "cpu"
@@ -206,13 +192,12 @@ class TestLiveSwarm:
 
     def test_dashboard_of_node2_home_shows_three_peers(self, browser, live, dashboards):
         discovery = live.wait_for_spread("node2")
-        board = dashboards("--home", str(live.swarm.tmp / "node2"), "--port", str(free_port()))
+        url = live.home_dashboard(dashboards, "node2")
         page = browser.new_page(viewport=VIEWPORT)
         try:
-            open_dashboard(page, board.url())
+            open_dashboard(page, url)
             _caught_up(page, live.events("node2"))
-            row = next(r for r in discovery_rows_when(page, lambda rows: any(r["id"] == discovery for r in rows))
-                       if r["id"] == discovery)
+            row = _row_of(page, discovery)
             assert counter(page, "peers") == 3 and row["reached"] == row["alive"] == 3, (counter(page, "peers"), row)
         finally:
             page.close()

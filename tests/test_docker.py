@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, slow_toy_target
+from swarm_node.testing import REPO, NodeProcess, free_port, toy_target
 
 DOCKER = REPO / "docker"
 COMPOSE_FILE = DOCKER / "compose.yaml"
@@ -188,12 +187,6 @@ def test_build_context_keeps_what_pip_install_needs(dockerfile):
 # ---------------------------------------------------------------------------------- the snippets, run
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _shell_env(home: Path) -> dict:
     """As in the image: `swarm-node` and `python` on PATH, the node's home in SWARM_NODE_HOME."""
     bin_dir = str(Path(sys.executable).parent)
@@ -207,25 +200,16 @@ def bootstrap_node(tmp_path_factory):
     """A real first node, as the compose bootstrap runs it (toy target, listening on 127.0.0.1)."""
     tmp = tmp_path_factory.mktemp("docker-bootstrap")
     home = tmp / "home"
-    port = _free_port()
-    target = slow_toy_target(tmp / "toy_target", 0)
-    log = open(tmp / "node.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "swarm_node.cli", "join", "--listen", f"/ip4/127.0.0.1/tcp/{port}",
-         "--target", str(target), "--tier", "cpu", "--budget", "1", "--max-seconds", "10"],
-        cwd=REPO, env={**os.environ, "SWARM_NODE_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT)
+    port = free_port()
+    target = toy_target(tmp / "toy_target")
+    node = NodeProcess(home, tmp / "node.log", "--listen", f"/ip4/127.0.0.1/tcp/{port}", "--target", str(target),
+                       "--tier", "cpu", "--budget", "1", "--max-seconds", "10")
     status = home / "status.json"
-    deadline = time.monotonic() + 120
-    while not status.is_file():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("the bootstrap node wrote no status.json:\n" + (tmp / "node.log").read_text())
-        time.sleep(0.2)
-    yield {"home": home, "port": port, "proc": proc, "peer_id": json.loads(status.read_text())["peer_id"]}
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-    log.close()
+    try:
+        node.wait(status.is_file, 120, "the bootstrap node's status.json")
+        yield {"home": home, "port": port, "proc": node.popen, "peer_id": json.loads(status.read_text())["peer_id"]}
+    finally:
+        node.stop(signal.SIGTERM)
 
 
 def _healthcheck_script(dockerfile: Path) -> str:

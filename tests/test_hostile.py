@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
-import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +26,7 @@ import pytest
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 
-from conftest import REPO, TOY_TARGET, ledger_rows, swarm_node
+from conftest import swarm_node
 from hostile_peer import LOCAL, HostilePeer
 from swarm_node.messages import (
     MAX_MESSAGE_BYTES,
@@ -46,6 +43,7 @@ from swarm_node.p2p.identity import peer_id_of
 from swarm_node.p2p.network import ConnectError, SwarmNetwork
 from swarm_node.research.hparams import write_block
 from swarm_node.research.workspace import make_diff
+from swarm_node.testing import NodeProcess, peer_of, toy_target, until
 
 NODE_ARGS = ["--tier", "cpu", "--budget", "1", "--listen", "/ip4/127.0.0.1/tcp/0", "--presence-interval", "1",
              "--max-experiments", "0"]
@@ -57,7 +55,7 @@ class Attack:
     """What the attack did, and where to look for what the node made of it."""
 
     tmp: Path
-    proc: subprocess.Popen
+    process: NodeProcess  # the node's `swarm-node join`, started by the fixture
     node: str = ""
     bench: BenchKey | None = None
     baseline: str = ""  # the node's head state before the attack
@@ -78,17 +76,18 @@ class Attack:
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
+    def proc(self) -> subprocess.Popen:
+        return self.process.popen
+
+    @property
     def home(self) -> Path:
-        return self.tmp / "home"
+        return self.process.home
 
     def rows(self, sql: str, args=()) -> list[dict]:
-        try:
-            return ledger_rows(self.home, sql, args)
-        except Exception:  # the node may not have created its ledger yet
-            return []
+        return self.process.rows(sql, args)  # [] before the node made its ledger
 
     def log(self) -> str:
-        return (self.tmp / "node.log").read_text(errors="replace")
+        return self.process.log()
 
     def rejections(self, peer: str) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -113,28 +112,6 @@ UNSIGNED_REASONS = {"unsigned": 1, "bad-signature": 1, "schema": 1}
 
 def _mid(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _wait(check, timeout: float, what: str, attack: Attack):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        if attack.proc.poll() is not None:
-            raise AssertionError(f"the node exited ({attack.proc.returncode}) while waiting for {what}:\n"
-                                 + attack.log()[-4000:])
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}:\n" + attack.log()[-4000:])
-
-
-async def _until(check, timeout: float) -> bool:
-    """Poll a quick synchronous check (a ledger query) until it holds; False after `timeout`."""
-    with trio.move_on_after(timeout):
-        while not check():
-            await trio.sleep(0.2)
-        return True
-    return False
 
 
 class _Nothing:
@@ -212,7 +189,7 @@ async def _run_attack(a: Attack, address: str, head_src: str) -> None:
             policy = sum(n for r, n in a.rejections(hostile.id).items() if r.startswith("policy:"))
             return len(done) == 1 and policy == 2 and \
                 {"false-claim", "future-timestamp"} <= set(a.rejections(hostile.id))
-        await _until(adoptions_settled, 25)
+        await until(adoptions_settled, 25)
         a.timings["lies settled"] = trio.current_time() - t0
 
         # --- 2. protocol violations: five from `hostile` (a ban), three from `unsigned` ----------
@@ -232,8 +209,8 @@ async def _run_attack(a: Attack, address: str, head_src: str) -> None:
                                 signing="forged"),
                             unsigned.craft(research, msgpack.packb({"v": 2, "type": "discovery",
                                                                     "author": unsigned.id})))
-        a.hostile_cut_off = await _until(lambda: node not in hostile.net.connected_peers(), 15)
-        await _until(lambda: _policy(a.rejections(unsigned.id)) == UNSIGNED_REASONS, 10)
+        a.hostile_cut_off = await until(lambda: node not in hostile.net.connected_peers(), 15)
+        await until(lambda: _policy(a.rejections(unsigned.id)) == UNSIGNED_REASONS, 10)
         a.timings["offenses rejected"] = trio.current_time() - t0
 
         # the banned peer dials back in (the node lets the connection be) and says something valid
@@ -252,7 +229,7 @@ async def _run_attack(a: Attack, address: str, head_src: str) -> None:
         await honest.wait_for_mesh(node, PRESENCE_TOPIC, timeout=15)
         await honest.publish(Presence(author=honest.peer_id, ts=time.time(), bench=bench, role="init-norm",
                                       hardware={"cores": 2}, head=a.baseline, version="test"))
-        await _until(lambda: a.rows("SELECT peer FROM peers WHERE peer = ?", (honest.peer_id,)), 15)
+        await until(lambda: a.rows("SELECT peer FROM peers WHERE peer = ?", (honest.peer_id,)), 15)
         a.still_connected = unsigned.net.connected_peers()
         a.asked = list(hostile.asked)
         a.timings["honest heard"] = trio.current_time() - t0
@@ -262,19 +239,14 @@ async def _run_attack(a: Attack, address: str, head_src: str) -> None:
 @pytest.fixture(scope="module")
 def attack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
-    target = tmp / "toy_target"
-    shutil.copytree(TOY_TARGET, target)
+    target = toy_target(tmp / "toy_target")
     started = time.monotonic()
-    with open(tmp / "node.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "swarm_node.cli", "join", "--target", str(target), *NODE_ARGS],
-                                cwd=REPO, env={**os.environ, "SWARM_NODE_HOME": str(tmp / "home")},
-                                stdout=log, stderr=subprocess.STDOUT)
-    a = Attack(tmp=tmp, proc=proc)
+    node = NodeProcess(tmp / "home", tmp / "node.log", "--target", str(target), *NODE_ARGS)
+    a = Attack(tmp=tmp, process=node)
     try:
-        address = _wait(lambda: (m := re.search(r"--bootstrap (\S+)", a.log())) and m.group(1), 60,
-                        "the node's multiaddr", a)
-        a.node = address.rsplit("/p2p/", 1)[1]
-        _wait(lambda: a.rows("SELECT * FROM experiments WHERE status = 'baseline'"), 60, "the baseline", a)
+        address = node.wait(node.printed_address, 60, "the node's multiaddr")
+        a.node = peer_of(address)
+        node.wait(lambda: a.rows("SELECT * FROM experiments WHERE status = 'baseline'"), 60, "the baseline")
         meta = {r["key"]: json.loads(r["value"]) for r in a.rows("SELECT * FROM meta")}
         a.bench = BenchKey(**meta["bench"])
         a.baseline = meta["head"]["state"]
@@ -286,18 +258,12 @@ def attack(tmp_path_factory):
                 await _run_attack(a, address, head_src)
 
         trio.run(bounded)
-        a.alive_after = proc.poll() is None
+        a.alive_after = node.alive()
         a.timings["attack"] = time.monotonic() - started - a.timings["node ready"]
         print("timings (s):", {k: round(v, 2) for k, v in a.timings.items()}, "banned peer redialed:", a.hostile_redialed)
         yield a
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        node.stop()
 
 
 def _status(a: Attack) -> dict:

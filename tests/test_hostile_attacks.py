@@ -24,8 +24,6 @@ import json
 import os
 import random
 import re
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,7 +38,7 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX
 
-from conftest import REPO, TOY_TARGET, ledger_rows, swarm_node
+from conftest import swarm_node
 from hostile_peer import LOCAL, HostilePeer
 from swarm_node.assets import load_config
 from swarm_node.messages import (
@@ -63,6 +61,7 @@ from swarm_node.research.proposers.evolve import EvolveProposer
 from swarm_node.research.proposers.heuristic import HeuristicProposer, grid_by_distance
 from swarm_node.research.target import torch_version
 from swarm_node.research.workspace import apply_diff, make_diff
+from swarm_node.testing import NodeProcess, peer_of, toy_target
 
 MAX_SECONDS = 5  # the wall limit of one run (--max-seconds); toy runs take well under a second
 # --budget is training FLOPs (the toy ignores it); fixtures that need another wall limit pass their own
@@ -76,34 +75,15 @@ CPU_EXPLORE = load_config("roles")["roles"]["init-norm"]["explore"]  # the cpu t
 # ---- processes -----------------------------------------------------------------------------------
 
 
-@dataclass
-class NodeProc:
-    """One `swarm-node join` subprocess started by this module (stopped only by its own PID)."""
+class NodeProc(NodeProcess):
+    """One `swarm-node join` subprocess started by this module (stopped only by its own PID), its
+    home at tmp/home and its log at tmp/node.log, with the ledger reads the tests need."""
 
-    tmp: Path
-    proc: subprocess.Popen
-    address: str = ""
-    peer: str = ""
-
-    @property
-    def home(self) -> Path:
-        return self.tmp / "home"
-
-    def log(self) -> str:
-        return (self.tmp / "node.log").read_text(errors="replace")
-
-    def rows(self, sql: str, args=()) -> list[dict]:
-        try:
-            return ledger_rows(self.home, sql, args)
-        except Exception:  # the ledger may not exist yet
-            return []
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def meta(self, key: str):
-        rows = self.rows("SELECT value FROM meta WHERE key = ?", (key,))
-        return json.loads(rows[0]["value"]) if rows else None
+    def __init__(self, tmp: Path, target: Path, *extra: str):
+        super().__init__(tmp / "home", tmp / "node.log", "--target", str(target), *NODE_ARGS, *extra, name="node")
+        self.tmp = tmp
+        self.address = ""  # its multiaddr, once the fixture has read it
+        self.peer = ""
 
     def rejections(self, *peers: str) -> list[dict]:
         marks = ",".join("?" * len(peers))
@@ -118,29 +98,14 @@ class NodeProc:
     def status(self) -> dict:
         return json.loads(swarm_node("status", "--json", "--home", str(self.home), home=self.home, timeout=30).stdout)
 
-    def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-        return self.proc.returncode
-
 
 def start_node(tmp: Path, target: Path, *extra: str) -> NodeProc:
-    with open(tmp / "node.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "swarm_node.cli", "join", "--target", str(target), *NODE_ARGS,
-                                 *extra], cwd=REPO, env={**os.environ, "SWARM_NODE_HOME": str(tmp / "home")},
-                                stdout=log, stderr=subprocess.STDOUT)
-    return NodeProc(tmp=tmp, proc=proc)
+    return NodeProc(tmp, target, *extra)
 
 
 def toy_copy(folder: Path, **changes) -> Path:
     """A copy of the toy target named toy_target (the bench's target name) with block values changed."""
-    target = folder / "toy_target"
-    shutil.copytree(TOY_TARGET, target)
+    target = toy_target(folder / "toy_target")
     if changes:
         train = target / "train.py"
         train.write_text(write_block(train.read_text(), changes))
@@ -157,34 +122,6 @@ def bench_of(target: Path, tier: str = "cpu", budget: int = 1) -> BenchKey:
 
 def _fail(node: NodeProc, what: str) -> AssertionError:
     return AssertionError(f"{what}\n--- node log tail ---\n" + node.log()[-4000:])
-
-
-def wait_sync(node: NodeProc, check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        if not node.alive():
-            raise _fail(node, f"the node exited ({node.proc.returncode}) while waiting for {what}")
-        time.sleep(0.2)
-    raise _fail(node, f"timed out after {timeout} s waiting for {what}")
-
-
-async def until(node: NodeProc, check, timeout: float) -> bool:
-    """Poll a quick synchronous check; False after `timeout` or when the node exits."""
-    with trio.move_on_after(timeout):
-        while not check():
-            if not node.alive():
-                return False
-            await trio.sleep(0.2)
-        return True
-    return False
-
-
-async def wait_for(node: NodeProc, check, timeout: float, what: str):
-    if not await until(node, check, timeout):
-        raise _fail(node, f"{'the node exited' if not node.alive() else 'timed out'} waiting for {what}")
 
 
 # ---- crafting --------------------------------------------------------------------------------------
@@ -499,12 +436,12 @@ async def _run_shared(s: Shared, address: str) -> None:
         def verified() -> list[dict]:
             return n.rows("SELECT started_at FROM experiments WHERE proposer = 'adoption'"
                           f" AND source IN ({marks}) AND status != 'running'", lies)
-        await until(n, lambda: verified() and "budget:verify" in n.reasons(liar.id), 30)
+        await n.until(lambda: verified() and "budget:verify" in n.reasons(liar.id), 30)
         policy_rows = lambda who: sum(r["reason"].startswith("policy:") for r in n.rejections(who))  # noqa: E731
-        await until(n, lambda: policy_rows(coder.id) >= len(s.encoded), 20)
-        await until(n, lambda: policy_rows(patcher.id) >= len(s.patches)
+        await n.until(lambda: policy_rows(coder.id) >= len(s.encoded), 20)
+        await n.until(lambda: policy_rows(patcher.id) >= len(s.patches)
                     and "stale-timestamp" in n.reasons(patcher.id), 20)
-        await until(n, lambda: len(n.rows("SELECT * FROM discoveries WHERE author IN (?, ?)", (a1.id, a2.id))) == 2, 10)
+        await n.until(lambda: len(n.rows("SELECT * FROM discoveries WHERE author IN (?, ?)", (a1.id, a2.id))) == 2, 10)
         last = -1
         for _ in range(40):  # the flood's outcome stops growing
             now = len(n.rejections(flooder.id))
@@ -524,7 +461,7 @@ async def _run_shared(s: Shared, address: str) -> None:
             await trio.sleep(max(0.0, s.first_verified_at + REFILL_S + 2 - time.time()))
         s.lies.append(lie(0.005))
         await liar.send(n.peer, liar.craft(research, encode(s.lies[-1])))
-        s.liar_cut_off = await until(n, lambda: n.peer not in liar.net.connected_peers(), 30)
+        s.liar_cut_off = await n.until(lambda: n.peer not in liar.net.connected_peers(), 30)
         s.timings["liar settled"] = trio.current_time() - t0
 
         # --- 4c. five newcomers, one false claim each ----------------------------------------------
@@ -536,7 +473,7 @@ async def _run_shared(s: Shared, address: str) -> None:
             s.newcomers.append((who.id, d))
             await relay.send(n.peer, who.sign(research, encode(d)))
         ids = [who for who, _ in s.newcomers]
-        await until(n, lambda: len(n.rejections(*ids)) >= len(ids), 40)
+        await n.until(lambda: len(n.rejections(*ids)) >= len(ids), 40)
         await trio.sleep(1.0)  # anything still pending would show up now
         s.timings["newcomers settled"] = trio.current_time() - t0
 
@@ -562,10 +499,9 @@ def shared(tmp_path_factory):
         for variant in ENCODING_VARIANTS:
             marker = tmp / f"PWNED-{variant}"
             s.live[variant] = runs_payload(encoding_attack(head_src, marker, variant), tmp / "live" / variant, marker)
-        node.address = wait_sync(node, lambda: (m := re.search(r"--bootstrap (\S+)", node.log())) and m.group(1), 60,
-                                 "the node's multiaddr")
-        node.peer = node.address.rsplit("/p2p/", 1)[1]
-        wait_sync(node, lambda: node.rows("SELECT * FROM experiments WHERE status = 'baseline'"), 60, "the baseline")
+        node.address = node.wait(node.printed_address, 60, "the node's multiaddr")
+        node.peer = peer_of(node.address)
+        node.wait(lambda: node.rows("SELECT * FROM experiments WHERE status = 'baseline'"), 60, "the baseline")
         s.bench = BenchKey(**node.meta("bench"))
         s.baseline = node.meta("head")["state"]
         assert s.baseline == state_hash(head_src), "the node's head is not the toy target's train.py"
@@ -844,7 +780,7 @@ def squat(tmp_path_factory):
             addr = squatter.net.listen_addrs()[0]
             sq.node = node = start_node(tmp, target, "--bootstrap", addr, "--max-experiments", "3",
                                         "--max-seconds", "5")
-            await wait_for(node, lambda: squatter.net.connected_peers(), 30, "the node to dial its bootstrap peer")
+            await node.wait_async(lambda: squatter.net.connected_peers(), 30, "the node to dial its bootstrap peer")
             node.peer = squatter.net.connected_peers()[0]
             await squatter.net.wait_for_subscriber(node.peer, research, timeout=10)
             sq.timings["node connected"] = time.monotonic() - started
@@ -859,7 +795,7 @@ def squat(tmp_path_factory):
                 except (OSError, ValueError):
                     pass
                 return "research finished" in node.log()
-            sq.finished_in_time = await until(node, done, 60)
+            sq.finished_in_time = await node.until(done, 60)
             sq.timings["finished"] = time.monotonic() - started
             nursery.cancel_scope.cancel()
 
@@ -1004,13 +940,12 @@ def pex(tmp_path_factory):
             p.bootstrap = hostile.id
             p.node = node = start_node(tmp, target, "--bootstrap", hostile.net.listen_addrs()[0],
                                        "--max-experiments", "1000", "--max-seconds", "4")
-            node.address = (await _await_sync(node, lambda: (m := re.search(r"--bootstrap (\S+)", node.log()))
-                                              and m.group(1), 60, "the node's multiaddr"))
-            node.peer = node.address.rsplit("/p2p/", 1)[1]
-            p.started_ok = await until(node, lambda: node.rows(
+            node.address = await node.wait_async(node.printed_address, 60, "the node's multiaddr")
+            node.peer = peer_of(node.address)
+            p.started_ok = await node.until(lambda: node.rows(
                 "SELECT 1 FROM experiments WHERE status = 'baseline' AND state = ?", (p.target_state,)), 60)
             p.timings["fallback baseline"] = time.monotonic() - started
-            if p.started_ok and await until(node, lambda: node.rows("SELECT * FROM best"), 5):
+            if p.started_ok and await node.until(lambda: node.rows("SELECT * FROM best"), 5):
                 p.first_best = node.rows("SELECT * FROM best")[0]
                 p.first_head = node.meta("head")["state"]
             p.asked_best, p.asked_states = hostile.best_asked, list(hostile.asked)
@@ -1042,18 +977,6 @@ def lineage(node: NodeProc, state: str) -> list[str]:
 
 def create_peer_id() -> str:
     return peer_id_of(create_new_key_pair())
-
-
-async def _await_sync(node: NodeProc, check, timeout: float, what: str):
-    with trio.move_on_after(timeout):
-        while True:
-            value = check()
-            if value:
-                return value
-            if not node.alive():
-                break
-            await trio.sleep(0.2)
-    raise _fail(node, f"no {what}")
 
 
 def test_a_crashing_best_from_the_bootstrap_peer_falls_back_to_the_target(pex):

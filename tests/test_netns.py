@@ -4,16 +4,12 @@ Needs root and iproute2 (`ip netns`); skipped with the reason otherwise. The nam
 link and the addresses (10.231.7.0/24, inside our own namespaces only) are made and removed here.
 """
 import os
-import re
 import shutil
-import signal
 import subprocess
-import sys
-import time
 
 import pytest
 
-from conftest import REPO, ledger_rows, slow_toy_target
+from swarm_node.testing import NodeProcess, ledger_rows, peer_of, stop_processes, toy_target, wait_for
 
 A, B = f"swn-a-{os.getpid()}", f"swn-b-{os.getpid()}"
 ADDR_A, ADDR_B = "10.231.7.1", "10.231.7.2"
@@ -46,52 +42,29 @@ def namespaces():
 
 
 def test_a_discovery_crosses_namespaces_and_is_adopted(namespaces, tmp_path):
-    target = slow_toy_target(tmp_path / "toy_target", 2)
+    target = toy_target(tmp_path / "toy_target", 2)
     common = ["--target", str(target), "--tier", "cpu", "--budget", "1", "--presence-interval", "1",
               "--max-seconds", "10"]
-    procs = []
+    nodes = {}
 
     def start(ns, name, *args):
-        log = open(tmp_path / f"{name}.log", "wb")
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "swarm_node.cli", "join", *common,
-                                 *args], cwd=REPO, env={**os.environ, "SWARM_NODE_HOME": str(tmp_path / name)},
-                                stdout=log, stderr=subprocess.STDOUT)
-        procs.append(proc)
-        return proc
+        nodes[name] = NodeProcess(tmp_path / name, tmp_path / f"{name}.log", *common, *args,
+                                  prefix=["ip", "netns", "exec", ns])
 
-    def log(name):
-        return (tmp_path / f"{name}.log").read_text(errors="replace")
-
-    def wait_for(check, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                value = check()
-            except Exception:
-                value = None
-            if value:
-                return value
-            time.sleep(0.3)
-        raise AssertionError(f"{what}\n--- a ---\n{log('a')}\n--- b ---\n{log('b')}")
+    def logs():
+        return "".join(f"\n--- {name} ---\n{node.log()}" for name, node in nodes.items())
 
     try:
         start(A, "a", "--listen", f"/ip4/{ADDR_A}/tcp/4001", "--max-experiments", "3")
-        addr = wait_for(lambda: (m := re.search(rf"--bootstrap (/ip4/{ADDR_A}/\S+)", log("a"))) and m.group(1),
-                        60, "node a printed no address on its namespace's interface")
+        addr = wait_for(lambda: nodes["a"].printed_address(f"/ip4/{ADDR_A}/"), 60,
+                        lambda: "node a printed no address on its namespace's interface" + logs(), ignore_errors=True)
         start(B, "b", "--listen", f"/ip4/{ADDR_B}/tcp/4001", "--bootstrap", addr, "--max-experiments", "0")
         adopted = wait_for(lambda: ledger_rows(tmp_path / "b", "SELECT * FROM experiments WHERE status = 'adopted'"),
-                           150, "node b adopted nothing across the link")[0]
+                           150, lambda: "node b adopted nothing across the link" + logs(), ignore_errors=True)[0]
         assert "reproduced" in adopted["reason"]  # a seed b chose re-ran to the claimed values
         kept = ledger_rows(tmp_path / "a", "SELECT state FROM experiments WHERE status = 'keep'")
         assert adopted["source"] in {r["state"] for r in kept}
-        peer_a = addr.rsplit("/p2p/", 1)[1]
+        peer_a = peer_of(addr)
         assert ledger_rows(tmp_path / "b", "SELECT * FROM discoveries WHERE author = ?", (peer_a,))
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGINT)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(node.popen for node in nodes.values())

@@ -1,17 +1,15 @@
 """The solo loop end to end through the CLI: real subprocesses, real git, real SQLite."""
-import os
 import signal
 import subprocess
-import sys
-import time
 
 import trio
 
 from swarm_node.research.proposers.base import Proposal
 from swarm_node.research.session import Options, build
 from swarm_node.research.workspace import Workspace
+from swarm_node.testing import ledger_rows, start_cli, stop_process, toy_target, wait_for
 
-from conftest import REPO, TOY_TARGET, ledger_rows, slow_toy_target, swarm_node
+from conftest import TOY_TARGET, swarm_node
 
 TOY = ["--target", str(TOY_TARGET), "--tier", "cpu", "--max-seconds", "3", "--memory-limit", "2"]
 
@@ -40,22 +38,16 @@ def test_crashes_hangs_and_memory_hogs_are_recorded_and_the_loop_carries_on(tmp_
 
 def test_kill_9_during_an_experiment_then_resume(tmp_path):
     home = tmp_path / "home"
-    slow = slow_toy_target(tmp_path / "toy_target", 1.5)
+    slow = toy_target(tmp_path / "toy_target", 1.5)
     args = [a if a != str(TOY_TARGET) else str(slow) for a in TOY]
     swarm_node("run", "--solo", *args, "--max-experiments", "1", home=home)
-    env = {**os.environ, "SWARM_NODE_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-m", "swarm_node.cli", "run", "--solo", *args,
-                             "--max-experiments", "3"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_cli("run", "--solo", *args, "--max-experiments", "3", log=tmp_path / "run.log", home=home)
     try:
-        deadline = time.monotonic() + 60
-        while not ledger_rows(home, "SELECT id FROM runs WHERE status = 'running'"):
-            assert time.monotonic() < deadline, "no run started"
-            time.sleep(0.2)
+        wait_for(lambda: ledger_rows(home, "SELECT id FROM runs WHERE status = 'running'"), 60, "no run started",
+                 poll=0.2)
         before = ledger_rows(home, "SELECT * FROM experiments WHERE status != 'running' ORDER BY id")
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        stop_process(proc, signal.SIGKILL)
     swarm_node("run", "--solo", *args, "--max-experiments", "2", home=home)
     after = ledger_rows(home, "SELECT * FROM experiments ORDER BY id")
     assert after[:len(before)] == before  # nothing recorded was lost or changed

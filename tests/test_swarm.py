@@ -1,16 +1,13 @@
 """Three (then four) nodes started from the CLI in separate processes on 127.0.0.1."""
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, ledger_rows, slow_toy_target, swarm_node
+from conftest import swarm_node
+from swarm_node.testing import NodeProcess, cpu_hogs, ledger_rows, printed_address, toy_target, wait_for
 
 NODE_ARGS = ["--tier", "cpu", "--listen", "/ip4/127.0.0.1/tcp/0", "--presence-interval", "1", "--max-seconds", "30"]
 
@@ -19,53 +16,31 @@ class Swarm:
     def __init__(self, tmp: Path):
         self.tmp = tmp
         # every run sleeps a little, so that peers are up before the first discovery
-        self.target = slow_toy_target(tmp / "toy_target", 0.5)
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.target = toy_target(tmp / "toy_target", 0.5)
+        self.procs: dict[str, NodeProcess] = {}
 
-    def start(self, name: str, *args: str, env: dict | None = None) -> subprocess.Popen:
-        home = self.tmp / name
-        log = open(self.tmp / f"{name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "swarm_node.cli", "join", "--target", str(self.target), *NODE_ARGS, *args], cwd=REPO,
-                                env={**os.environ, "SWARM_NODE_HOME": str(home), **(env or {})},
-                                stdout=log, stderr=subprocess.STDOUT)
-        self.procs[name] = proc
-        return proc
+    def start(self, name: str, *args: str, env: dict | None = None) -> NodeProcess:
+        """`swarm-node join` as `name` (home tmp/name, log tmp/name.log, appended across restarts)."""
+        self.procs[name] = NodeProcess(self.tmp / name, self.tmp / f"{name}.log", "--target", str(self.target),
+                                       *NODE_ARGS, *args, env=env)
+        return self.procs[name]
 
     def log(self, name: str) -> str:
         return (self.tmp / f"{name}.log").read_text(errors="replace")
 
     def bootstrap_addr(self, name: str, timeout: float = 60) -> str:
-        return wait_for(lambda: (m := re.search(r"--bootstrap (\S+)", self.log(name))) and m.group(1), timeout,
-                        f"{name} printed no multiaddr:\n" + self.log(name))
+        return wait_for(lambda: printed_address(self.log(name)), timeout, lambda: f"{name} printed no multiaddr:\n"
+                        + self.log(name))
 
     def rows(self, name: str, sql: str, args=()):
-        try:
-            return ledger_rows(self.tmp / name, sql, args)
-        except Exception:  # the node may not have created its ledger yet
-            return []
+        return ledger_rows(self.tmp / name, sql, args, missing_ok=True)  # [] before the node made its ledger
 
     def stop(self, name: str, sig=signal.SIGINT) -> int:
-        proc = self.procs.pop(name)
-        proc.send_signal(sig)
-        try:
-            return proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait()
+        return self.procs.pop(name).stop(sig)
 
     def stop_all(self) -> None:
         for name in list(self.procs):
             self.stop(name)
-
-
-def wait_for(check, timeout: float, message: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(message if isinstance(message, str) else message())
 
 
 @pytest.fixture
@@ -87,8 +62,7 @@ def head_of(name, swarm):
 def test_three_researching_nodes_converge_on_one_head_and_a_late_joiner_starts_from_it(swarm, tmp_path):
     """Every node researches; one runs with --threads 1 beside a CPU-bound process. Runs are
     reproducible, so every verification holds: the nodes end on one head, no honest peer is flagged."""
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
+    with cpu_hogs(1):
         swarm.start("node1", "--seed", "1", "--max-experiments", "4")
         addr = swarm.bootstrap_addr("node1")
         swarm.start("node2", "--bootstrap", addr, "--seed", "2", "--max-experiments", "4", "--threads", "1")
@@ -98,9 +72,6 @@ def test_three_researching_nodes_converge_on_one_head_and_a_late_joiner_starts_f
                  lambda: "\n".join(swarm.log(n)[-3000:] for n in names))
         wait_for(lambda: len({head_of(n, swarm) for n in names}) == 1, 120,
                  lambda: "heads differ: " + str({n: head_of(n, swarm) for n in names}))
-    finally:
-        hog.kill()
-        hog.wait()
     head = head_of("node1", swarm)
     for name in names:
         assert not swarm.rows(name, "SELECT * FROM rejections WHERE reason = 'false-claim'"), swarm.log(name)
