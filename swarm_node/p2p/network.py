@@ -8,7 +8,7 @@ One `SwarmNetwork` per node, run inside the node's trio nursery:
     await network.publish(discovery)
     async for message, peer, message_id in network.messages: ...
 
-Everything from libp2p is standard: TCP, noise, yamux (mplex fallback), GossipSub v1.1/v1.2 with
+Everything from libp2p is standard: TCP, noise, yamux (mplex fallback), GossipSub v1.1 (/meshsub/1.1.0) with
 strict signing. What py-libp2p 0.8.1 does and does not do for us (measured, see PROTOCOL.md):
 topic validators run before a message is delivered or forwarded; unsigned messages are dropped
 by pubsub before any validator sees them (a small Pubsub subclass reports them); validator

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..credit import changes_from_diff, credit, found  # noqa: E402
+from ..credit import changes_from_diff, credit, found, technique  # noqa: E402
 from . import analysis  # noqa: E402
 from .controls import base_row  # noqa: E402
 
@@ -123,6 +123,8 @@ def summarize(events: list[dict], *, agents: int, runs: int, gossip: bool, wall_
         "discoveries": spread(events),
         "transfers": analysis.transfers(events, table),
         "found": [{k: f[k] for k in ("technique", "tier", "t", "effect", "se", "kind")} for f in credited(events)[1]],
+        "effects": [{"tier": e["tier"], "technique": technique(e["name"], e["value"]), "effect": e["effect"],
+                     "se": e["se"], "kind": e["kind"]} for e in events if e["type"] == "effect"],
         "delivery_ms": _quantiles(analysis.delivery_ms(events)),
         "decisions": [[names.get(e["peer"], e["peer"]), e["state"][:12], e["status"]]
                       for e in events if e["type"] == "experiment"],

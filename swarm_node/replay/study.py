@@ -111,7 +111,12 @@ def aggregate(nights: list[dict], table: dict) -> dict:
         for name in {f["technique"] for f in m["found"]}:
             found[name] = found.get(name, 0) + 1
     out["found"] = found
-    out["effects"] = technique_effects(table)
+    measured: dict[tuple, list] = {}  # (tier, technique) -> the swarm's own paired measurements
+    for m in mains:
+        for e in m["effects"]:
+            measured.setdefault((e["tier"], e["technique"]), []).append(e)
+    out["effects"] = [{**e, "swarm": [(x["effect"], x["se"], x["kind"]) for x in measured.get((e["tier"], e["technique"]), [])]}
+                      for e in technique_effects(table)]
     return out
 
 
@@ -172,12 +177,18 @@ def write_study_report(out: Path, s: dict, table: dict, scenario, seeds: list[in
     lines += [f"- {name}: found in {count} nights" for name, count in sorted(s["found"].items(), key=lambda x: -x[1])]
     if not s["found"]:
         lines.append("- no technique was credited in any night")
-    lines += ["", "| tier | change | paired improvement (bpb) | SE | relative | verdict |", "|---|---|---|---|---|---|"]
+    lines += ["", "The swarm's own measurements: each keep of a single change, and each ablation of a combined keep, "
+              "paired over the seeds it ran (any context, not only the baseline), over all nights: how many, and their "
+              "mean.", "",
+              "| tier | change | on the table: paired improvement (bpb) | SE | relative | verdict | measured by the swarm |",
+              "|---|---|---|---|---|---|---|"]
     for e in s["effects"]:
         verdict = "helps" if e["improvement"] > 2 * e["se"] else "hurts" if e["improvement"] < -2 * e["se"] else \
             "no measurable effect"
+        swarm = (f"{len(e['swarm'])}x, mean {statistics.fmean(x[0] for x in e['swarm']):+.4f} "
+                 f"({', '.join(sorted({x[2] for x in e['swarm']}))})") if e["swarm"] else "never measured"
         lines.append(f"| {e['tier']} | {e['technique']} | {e['improvement']:+.4f} | {e['se']:.4f} | "
-                     f"{e['relative']:+.2%} | {verdict} |")
+                     f"{e['relative']:+.2%} | {verdict} | {swarm} |")
     lines += ["", "## Cross-tier transfer", "",
               "A discovery verified on one tier becomes a candidate on the others, tried at their own budget and "
               "decided by the same paired rule. Measured: the agents' mean paired improvement (positive = helps); "
