@@ -407,8 +407,18 @@ def cmd_replay(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out).resolve()
+    if args.seeds:
+        from .replay.study import parse_seeds
+        try:
+            seeds = parse_seeds(args.seeds)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.dashboard is not None or not args.gossip:
+            print("error: --seeds runs whole studies; use --seed N for --dashboard or --no-gossip", file=sys.stderr)
+            return 2
     print(f"replaying {scenario.name}: {len(scenario.agents)} agents, {scenario.night_seconds / 3600:.0f} virtual "
-          f"hours, seed {args.seed}, gossip {'on' if args.gossip else 'off'} -> {out}", flush=True)
+          f"hours, {f'seeds {args.seeds}' if args.seeds else f'seed {args.seed}'}, gossip {'on' if args.gossip else 'off'} -> {out}", flush=True)
     async def dashboard(event_logs):
         from .dashboard.app import create_app
         from .dashboard.server import serve
@@ -422,15 +432,7 @@ def cmd_replay(args) -> int:
     start = time.monotonic()
     reported = []
     if args.seeds:
-        from .replay.study import parse_seeds, run_study
-        try:
-            seeds = parse_seeds(args.seeds)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        if args.dashboard is not None or not args.gossip:
-            print("error: --seeds runs whole studies; use --seed N for --dashboard or --no-gossip", file=sys.stderr)
-            return 2
+        from .replay.study import run_study
 
         async def study() -> None:
             s = await run_study(scenario, table, seeds, out, compare=args.compare,
@@ -464,6 +466,9 @@ def cmd_bench_table(args) -> int:
     from .assets import target_dir
     from .replay.table import DEFAULT_TABLE, measure_table
     out = Path(args.out) if args.out else target_dir("tinygpt") / DEFAULT_TABLE
+    if not Path(args.data).is_file():
+        print(f"error: no corpus at {args.data}: pass --data FILE (Tiny Shakespeare)", file=sys.stderr)
+        return 2
     start = time.monotonic()
     try:
         table = measure_table(out, Path(args.data).resolve(), tiers=args.tier, jobs=args.jobs, threads=args.threads,
