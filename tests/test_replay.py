@@ -102,8 +102,9 @@ def test_on_a_null_table_the_swarm_keeps_almost_nothing(tmp_path):
 
 
 def test_a_planted_effect_is_found_and_spreads_to_every_tier(tmp_path):
-    """INIT = kaiming is 4 paired SDs better on every tier of a null table: the swarm keeps it, and
-    every tier ends on it; the rtx agents do not explore INIT themselves."""
+    """INIT = kaiming is 4 paired SDs better on every tier of a null table: the laptops find it, a
+    second laptop verifies it, and the GPU agents (whose roles do not explore INIT) take it as a
+    transfer on their own tables: every tier ends on it."""
     table = plant(load_table(), {"INIT": "kaiming"}, 4)
     summary = night(table, tmp_path)
     events = read_jsonl(tmp_path / "events.jsonl")
@@ -117,7 +118,9 @@ def test_a_planted_effect_is_found_and_spreads_to_every_tier(tmp_path):
         ends = [config[(t, state)]["INIT"] for t, state in final.values() if t == tier]
         assert "kaiming" in ends, (tier, ends)
     assert sum(config[(t, s)]["INIT"] == "kaiming" for t, s in final.values()) >= len(final) - 1, final
-    assert summary["adoptions"] >= 1 and summary["transfers"], "found, but not spread"
+    assert summary["adoptions"] >= 1, "found, but no other agent of its tier took it"
+    kept = {t["tier"] for t in summary["transfers"] if t["status"] == "keep"}
+    assert kept == {"gpu-large", "gpu-consumer"}, summary["transfers"]  # neither explores INIT itself
 
 
 def per_agent(decisions):
@@ -167,7 +170,7 @@ def test_a_small_night_writes_its_report(tiny_runs):
     null = json.loads((out / "null" / "summary.json").read_text())
     assert null["control"].startswith("null") and null["keeps"] <= 1
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    assert {e["type"] for e in events} >= {"join", "link", "experiment", "receipt"}
+    assert {e["type"] for e in events} >= {"join", "link", "experiment"} | ({"receipt"} if summary["discoveries"] else set())
     assert "done in" in proc.stdout
 
 

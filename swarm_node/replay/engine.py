@@ -67,7 +67,7 @@ def _build_agent(spec: AgentSpec, out: Path, table: dict, oracle: TableOracle, c
                 confirm_seeds=len(seeds) - decision, baseline=dict(oracle.table["base"]))
     profile = HardwareProfile(accelerator="cpu", device_name=spec.hardware, memory_gb=0.0, cpu_cores=0,
                               ram_gb=0.0, torch="table")
-    space = {name: {"choices": list(values)} for name, values in table["grid"].items()}
+    space = agent_space(table)
     runner = OracleRunner(oracle, clock, spec.name, spec.experiment_seconds, counter)
     research = build(Options(home=str(home), seed=_seed_for(seed, spec.name)), profile=profile, runner=runner,
                      corpus=corpus, tier=tier, space=space, explore=list(spec.explore))
@@ -84,6 +84,18 @@ def _build_agent(spec: AgentSpec, out: Path, table: dict, oracle: TableOracle, c
                 listen=["/ip4/127.0.0.1/tcp/0"])
     node.name = spec.name
     return Agent(spec=spec, node=node)
+
+
+def agent_space(table: dict) -> dict:
+    """What a replay agent may propose and run: the grid's values (all the table can answer), and
+    every tier's model size within bounds but with no grid (so no proposer steps through it): a
+    peer's diff shows its tier's size lines as context, and a real node's search space allows
+    those too, so another tier's discovery is forwarded and its change transferable."""
+    space = {name: {"choices": list(values)} for name, values in table["grid"].items()}
+    for name in sorted({n for t in table["tiers"].values() for n in t["base"]} - set(space)):
+        values = [t["base"][name] for t in table["tiers"].values() if name in t["base"]]
+        space[name] = {"min": min(values), "max": max(values)}
+    return space
 
 
 async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, gossip: bool = True,
