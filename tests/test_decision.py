@@ -135,12 +135,12 @@ def five_seed_table(a=0.02):
             err = [0.0] * 5 if lr == 0.003 else e
             rows.append({"state": f"{lr}-{init}", "config": {"LEARNING_RATE": lr, "INIT": init},
                          "seeds": {str(s): {"val_bpb": 4.0 - gain + err[s]} for s in range(5)}})
-    return {"seeds": list(range(5)), "grid": {"LEARNING_RATE": [0.003, 0.006], "INIT": ["normal", "kaiming"]},
-            "rows": rows}
+    return {"format": 2, "seeds": list(range(5)), "grid": {"LEARNING_RATE": [0.003, 0.006], "INIT": ["normal", "kaiming"]},
+            "tiers": {"cpu": {"rows": rows}}}
 
 
 def test_benchmark_measures_a_five_seed_table():
-    m = benchmark().measure(five_seed_table(), "val_bpb")
+    m = benchmark().measure(five_seed_table(), "cpu", "val_bpb")
     assert m["seeds"] == ["0", "1", "2", "3", "4"]
     assert m["noise"] == pytest.approx(0.01) and m["noise_df"] == 16
     assert m["by_name"] == {"LEARNING_RATE": pytest.approx(0.02 / math.sqrt(2)), "INIT": pytest.approx(0.0)}
