@@ -34,6 +34,13 @@ def really_better(truth: dict | None) -> bool:
     return truth is not None and truth["improvement"] > 2 * truth["se"]
 
 
+def verdict(effect: dict) -> str:
+    """A paired effect read at 2 SE: helps, hurts, or no measurable effect."""
+    if effect["improvement"] > 2 * effect["se"]:
+        return "helps"
+    return "hurts" if effect["improvement"] < -2 * effect["se"] else "no measurable effect"
+
+
 def technique_effects(table: dict) -> list[dict]:
     """Each single change from each tier's baseline, measured on the table (paired over its seeds)."""
     out = []

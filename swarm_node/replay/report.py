@@ -184,10 +184,8 @@ def effects_table(table: dict) -> list[str]:
     lines = ["| tier | change from the baseline | paired improvement (bpb) | SE | relative | on the table |",
              "|---|---|---|---|---|---|"]
     for e in analysis.technique_effects(table):
-        verdict = "helps" if e["improvement"] > 2 * e["se"] else "hurts" if e["improvement"] < -2 * e["se"] else \
-            "no measurable effect"
         lines.append(f"| {e['tier']} | {e['technique']} | {e['improvement']:+.4f} | {e['se']:.4f} | "
-                     f"{e['relative']:+.2%} | {verdict} |")
+                     f"{e['relative']:+.2%} | {analysis.verdict(e)} |")
     return lines
 
 

@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 
 from ..research.decision import t_quantile
-from .analysis import technique_effects
+from .analysis import technique_effects, verdict
 from .engine import replay_seed
 from .report import describe_table
 
@@ -183,12 +183,10 @@ def write_study_report(out: Path, s: dict, table: dict, scenario, seeds: list[in
               "| tier | change | on the table: paired improvement (bpb) | SE | relative | verdict | measured by the swarm |",
               "|---|---|---|---|---|---|---|"]
     for e in s["effects"]:
-        verdict = "helps" if e["improvement"] > 2 * e["se"] else "hurts" if e["improvement"] < -2 * e["se"] else \
-            "no measurable effect"
         swarm = (f"{len(e['swarm'])}x, mean {statistics.fmean(x[0] for x in e['swarm']):+.4f} "
                  f"({', '.join(sorted({x[2] for x in e['swarm']}))})") if e["swarm"] else "never measured"
         lines.append(f"| {e['tier']} | {e['technique']} | {e['improvement']:+.4f} | {e['se']:.4f} | "
-                     f"{e['relative']:+.2%} | {verdict} | {swarm} |")
+                     f"{e['relative']:+.2%} | {verdict(e)} | {swarm} |")
     lines += ["", "## Cross-tier transfer", "",
               "A discovery verified on one tier becomes a candidate on the others, tried at their own budget and "
               "decided by the same paired rule. Measured: the agents' mean paired improvement (positive = helps); "
