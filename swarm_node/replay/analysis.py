@@ -120,8 +120,7 @@ def solo_race(gossip_events: list[dict], isolated_events: list[dict]) -> dict[st
     """Per tier: the best one isolated agent of the tier found all night, and the virtual seconds
     the gossip swarm and the isolated swarm took to reach it (None: never)."""
     out = {}
-    for tier in sorted(best_by_tier(isolated_events)):
-        solo = best_by_tier(isolated_events)[tier]
+    for tier, solo in sorted(best_by_tier(isolated_events).items()):
         out[tier] = {"solo_best": solo, "t_gossip": time_to(gossip_events, tier, solo),
                      "t_isolated": time_to(isolated_events, tier, solo)}
     return out
