@@ -383,9 +383,9 @@ class Node:
     def _transfer(self, d: Discovery, vouched_by: str) -> None:
         sized = set(self.research.tier.baseline)  # model size is the tier's business
         changes = {k: v for k, v in d.hparams.items() if k not in sized}
-        if changes:
-            if len(self.loop.transfers) >= MAX_TRANSFERS:  # the oldest goes: the list never shrinks otherwise
-                self.loop.transfers.pop(0)
+        # At most MAX_TRANSFERS for the life of the node: evicting the oldest instead would let two
+        # fresh keys vouching for each other keep this node trying their changes forever.
+        if changes and len(self.loop.transfers) < MAX_TRANSFERS:
             self.loop.transfers.append(TransferCandidate(d.description, changes, d.val_bpb, d.bench.tier, d.author))
             log.info("transfer candidate from another tier", tier=d.bench.tier, author=d.author[:16],
                      verified_by=vouched_by[:16], changes=changes)
