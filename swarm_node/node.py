@@ -27,7 +27,6 @@ from .p2p.network import DEFAULT_QUOTAS, FORWARD_RATE, ConnectError, SwarmNetwor
 from .research.hparams import read_block
 from .research.adoption import Offer, Runs, Verdict, admit
 from .research.claims import ClaimBook
-from .research.decision import REPRO_TOLERANCE
 from .research.loop import ExperimentRecord, Observer, tier_baseline
 from .research.policy import check_change, check_value, diff_reason
 from .research.proposers.base import TransferCandidate
@@ -350,11 +349,6 @@ class Node:
                 dropped = self.pending.pop(max(self.pending, key=self._pending_rank))
                 self._rejected("budget:pending", dropped.author, dropped)  # the dropped one's author, not the newcomer's
         elif d.bench.target == self.bench.target and d.bench.corpus == self.bench.corpus:
-            first = self._heard.get(d.state)
-            if first is not None and _corroborates(first, d) and self.standing.good(first.author) \
-                    and self.standing.good(d.author):
-                self._transfer(self._heard.pop(d.state), vouched_by=d.author)
-                return
             self._heard[d.state] = d  # a transfer candidate once a peer in good standing verifies it
             while len(self._heard) > MAX_HEARD:
                 self._heard.popitem(last=False)
@@ -373,8 +367,7 @@ class Node:
 
     def _maybe_transfer(self, a: Adoption) -> None:
         """Another tier's discovery becomes a transfer candidate when a peer in good standing, not its
-        author, re-measured and adopted it (or found the same state itself, see _corroborates): an
-        unverified claim never chooses our experiments."""
+        author, re-measured and adopted it: an unverified claim never chooses our experiments."""
         d = self._heard.get(a.discovery_state)
         if d is None or not a.verified or a.author == d.author or not self.standing.good(a.author):
             return
@@ -673,17 +666,6 @@ class _Publisher(Observer):
 
 def _seed_runs(runs: Runs) -> list[SeedRun]:
     return [SeedRun(seed=s, val_bpb=v, test_bpb=t) for s, (v, t) in sorted(runs.items())]
-
-
-def _corroborates(a: Discovery, b: Discovery) -> bool:
-    """Two authors found the same state on the same key and their runs of the seeds both measured
-    agree (runs are reproducible): as good as a verification, for choosing what to try next."""
-    common = {r.seed: r.val_bpb for r in a.runs}.keys() & {r.seed for r in b.runs}
-    if a.author == b.author or a.bench != b.bench or not common:
-        return False
-    theirs = {r.seed: r.val_bpb for r in b.runs}
-    tolerance = REPRO_TOLERANCE.get(a.bench.device, max(REPRO_TOLERANCE.values()))
-    return all(abs(r.val_bpb - theirs[r.seed]) <= tolerance for r in a.runs if r.seed in common)
 
 
 def discovery_id(tier: str, state: str) -> str:

@@ -223,27 +223,3 @@ def test_a_verification_re_runs_even_when_a_trusted_peer_reported_that_seed(tmp_
     assert outcome.verdict is Verdict.FALSE_CLAIM, outcome.detail
     assert runner.calls[-1][0] == offer.state  # really trained
 
-
-def test_two_authors_agreeing_on_a_state_vouch_for_it_as_a_transfer_only_when_their_runs_agree():
-    """Another tier's discovery becomes a transfer candidate once verified; a second author who
-    found the same state with the same runs (reproducible) counts as that verification."""
-    import time
-
-    from swarm_node.messages import BenchKey, Discovery, SeedRun
-    from swarm_node.node import _corroborates
-
-    bench = BenchKey(target="tinygpt", corpus=state_hash("corpus"), tier="gpu-large", budget=10**12, unit="flops",
-                     device="cpu", torch="2.13.0")
-
-    def found(author, vals, bench=bench):
-        return Discovery(author=author, ts=time.time(), bench=bench, state=state_hash("child"),
-                         parent=state_hash("parent"), diff="-A\n+B\n", val_bpb=sum(vals) / len(vals),
-                         runs=[SeedRun(seed=s, val_bpb=v) for s, v in enumerate(vals)], noise=0.01,
-                         description="INIT kaiming", hparams={"INIT": "kaiming"})
-
-    a = found("12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5", [3.1, 3.2, 3.3])
-    assert _corroborates(a, found("12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq", [3.1, 3.2 + 5e-5, 3.3]))
-    assert not _corroborates(a, found("12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq", [3.1, 3.25, 3.3]))  # a seed disagrees: one of them lies
-    assert not _corroborates(a, found("12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5", [3.1, 3.2, 3.3]))  # an author does not vouch for itself
-    other = bench.model_copy(update={"tier": "cpu"})
-    assert not _corroborates(a, found("12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq", [3.1, 3.2, 3.3], bench=other))  # another key: another state
