@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 from swarm_node.assets import load_config  # noqa: E402
 from swarm_node.research.decision import PairedNoise, Rule, confirm, decide  # noqa: E402
 from swarm_node.research.hparams import write_block  # noqa: E402
-from swarm_node.research.loop import tier_baseline  # noqa: E402
+from swarm_node.research.target import tier_baseline  # noqa: E402
 from swarm_node.research.summary import parse_summary  # noqa: E402
 
 TARGET = REPO / "experiments" / "tinygpt"

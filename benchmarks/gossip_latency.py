@@ -43,8 +43,10 @@ import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 
 from swarm_node import logs
-from swarm_node.messages import PRESENCE_TOPIC, BenchKey, Discovery, SeedRun, encode, message_id, state_hash
-from swarm_node.p2p.network import MESH_DEGREE, SwarmNetwork
+from swarm_node.messages import PRESENCE_TOPIC, BenchKey, Discovery, SeedRun, state_hash
+from swarm_node.wire import encode, message_id
+from swarm_node.p2p.gossipsub import MESH_DEGREE
+from swarm_node.p2p.network import SwarmNetwork
 
 BENCH = BenchKey(target="tinygpt", corpus=state_hash("gossip-latency corpus"), tier="cpu", budget=2 * 10**12,
                  unit="flops", device="cpu", torch="2.13.0")

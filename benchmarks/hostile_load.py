@@ -315,7 +315,8 @@ async def child_claims(args) -> None:
     import trio
 
     from swarm_node.assets import load_config
-    from swarm_node.messages import Claim, encode, state_hash
+    from swarm_node.messages import Claim, state_hash
+    from swarm_node.wire import encode
 
     attack = _Attack(args)
     space = load_config("search_space")
@@ -383,7 +384,8 @@ async def child_discoveries(args) -> None:
     `go`, send them, write sent.json, stay connected until told to stop."""
     import trio
 
-    from swarm_node.messages import Discovery, SeedRun, encode, state_hash
+    from swarm_node.messages import Discovery, SeedRun, state_hash
+    from swarm_node.wire import encode
     from swarm_node.research.hparams import read_block, write_block
     from swarm_node.research.workspace import make_diff
 
@@ -603,7 +605,8 @@ async def sync_probe(tmp: Path, node: NodeProcess, address: str, target_train: P
     from libp2p.crypto.ed25519 import create_new_key_pair
 
     from swarm_node.messages import PRESENCE_TOPIC
-    from swarm_node.p2p.network import SwarmNetwork, SyncError
+    from swarm_node.p2p.network import SwarmNetwork
+    from swarm_node.p2p.sync import SyncError
 
     class Nothing:
         def best(self) -> dict:
@@ -737,8 +740,8 @@ def part_sync(tmp: Path, target: Path, args) -> bool:
         states = set(ready["states"])
         accepted = [r for r in read_rows(node.home, "SELECT state, author FROM discoveries") if r["state"] in states]
         rejected = rejections(node.home, peers, since)
-        adoptions = [r for r in read_rows(node.home, "SELECT source, status, reason FROM experiments WHERE "
-                                          "proposer = 'adoption'") if r["source"] in states]
+        adoptions = [r for r in read_rows(node.home, "SELECT origin, status, reason FROM experiments WHERE "
+                                          "proposer = 'adoption'") if r["origin"] in states]
         by_status: dict[str, int] = {}
         for r in adoptions:
             by_status[r["status"]] = by_status.get(r["status"], 0) + 1

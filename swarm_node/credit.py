@@ -14,7 +14,7 @@ import json
 import re
 from typing import Iterable, Mapping
 
-from .research.hparams import parse_line, read_block
+from .research.hparams import changed, parse_line
 
 # (hyperparameter, value) -> readable technique: the one table of known techniques.
 TECHNIQUES = {
@@ -56,8 +56,7 @@ def technique(name: str, value) -> str:
 
 def changes(parent_source: str, source: str) -> dict:
     """The hyperparameters `source` sets differently from `parent_source`, with their new values."""
-    before, after = read_block(parent_source), read_block(source)
-    return {k: v for k, v in after.items() if k not in before or before[k] != v}
+    return {k: new for k, (_, new) in changed(parent_source, source).items()}
 
 
 def changes_from_diff(diff: str) -> dict:

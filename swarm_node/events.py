@@ -46,6 +46,11 @@ import trio
 TYPES = ("join", "leave", "link", "unlink", "experiment", "discovery", "receipt", "adoption", "reject", "effect")
 
 
+def discovery_id(tier: str, state: str) -> str:
+    """Events name a discovery by tier and state: the same train.py can be a discovery in two tiers."""
+    return f"{tier}:{state}"
+
+
 MAX_BYTES = 16 * 2**20   # rotate events.jsonl when it passes this size
 BACKUPS = 1               # rotated files kept: events.jsonl.1
 KEEP = 100_000            # events held in memory

@@ -12,6 +12,8 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from .messages import BenchKey
 from .status import Status
 
 SCHEMA = """
@@ -26,7 +28,7 @@ CREATE TABLE IF NOT EXISTS experiments (
     status TEXT NOT NULL,            -- running | baseline | keep | discard | crash | interrupted | adopted | refused
     reason TEXT NOT NULL DEFAULT '', -- why: crash tail summary, refused adoption, interruption
     val_bpb REAL, test_bpb REAL, memory_gb REAL, seeds TEXT NOT NULL DEFAULT '[]',
-    commit_sha TEXT, source TEXT NOT NULL DEFAULT 'local',  -- 'local' or the discovery it came from
+    commit_sha TEXT, origin TEXT NOT NULL DEFAULT 'local',  -- 'local' or the discovery it came from
     started_at REAL NOT NULL, finished_at REAL);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -143,13 +145,13 @@ class Ledger:
     # --- experiments and their runs -------------------------------------------------------------
 
     def start_experiment(self, *, state: str, parent: str | None, description: str, proposer: str,
-                         diff: str, tier: str, bench: str, commit_sha: str | None,
-                         source: str = "local") -> int:
+                         diff: str, bench: BenchKey, commit_sha: str | None,
+                         origin: str = "local") -> int:
         with self.transaction() as tx:
             cur = tx.execute(
                 "INSERT INTO experiments(state, parent, description, proposer, diff, tier, bench, status,"
-                " commit_sha, source, started_at) VALUES (?,?,?,?,?,?,?, 'running', ?,?,?)",
-                (state, parent, description, proposer, diff, tier, bench, commit_sha, source, time.time()))
+                " commit_sha, origin, started_at) VALUES (?,?,?,?,?,?,?, 'running', ?,?,?)",
+                (state, parent, description, proposer, diff, bench.tier, _key(bench), commit_sha, origin, time.time()))
             return cur.lastrowid
 
     def start_run(self, experiment_id: int, seed: int) -> int:
@@ -201,25 +203,24 @@ class Ledger:
 
     # --- the swarm -----------------------------------------------------------------------------
 
-    def offer_best(self, bench: str, tier: str, state: str, val_bpb: float, test_bpb: float | None,
-                   author: str) -> bool:
+    def offer_best(self, bench: BenchKey, state: str, val_bpb: float, test_bpb: float | None, author: str) -> bool:
         """Join a state this node measured or verified into the register of its benchmark key: a
         lower val_bpb wins, ties go to the smaller state hash. Returns True when the register
         changed. Order of arrival never matters. Never offer a peer's unverified claim."""
         with self.transaction() as tx:
-            row = tx.execute("SELECT state, val_bpb FROM best WHERE bench = ?", (bench,)).fetchone()
+            row = tx.execute("SELECT state, val_bpb FROM best WHERE bench = ?", (_key(bench),)).fetchone()
             if row and (row["val_bpb"], row["state"]) <= (val_bpb, state):
                 return False
             tx.execute("INSERT OR REPLACE INTO best(bench, tier, state, val_bpb, test_bpb, author, updated_at)"
-                       " VALUES (?,?,?,?,?,?,?)", (bench, tier, state, val_bpb, test_bpb, author, time.time()))
+                       " VALUES (?,?,?,?,?,?,?)", (_key(bench), bench.tier, state, val_bpb, test_bpb, author, time.time()))
             return True
 
-    def best(self, bench: str) -> sqlite3.Row | None:
-        """The register's entry for one benchmark key (JSON, as stored), or None."""
-        rows = self.query("SELECT * FROM best WHERE bench = ?", (bench,))
+    def best(self, bench: BenchKey) -> sqlite3.Row | None:
+        """The register's entry for one benchmark key, or None."""
+        rows = self.query("SELECT * FROM best WHERE bench = ?", (_key(bench),))
         return rows[0] if rows else None
 
-    def record_discovery(self, d, *, bench: str, received_from: str, message_id: str) -> bool:
+    def record_discovery(self, d, *, received_from: str, message_id: str) -> bool:
         """Store a Discovery (own or a peer's) and this copy's receipt; True if it was new."""
         now = time.time()
         with self.transaction() as tx:
@@ -227,7 +228,7 @@ class Ledger:
                 "INSERT OR IGNORE INTO discoveries(state, bench, tier, author, parent, diff, val_bpb, test_bpb,"
                 " seeds, noise, description, created_ts, first_received_at, first_from)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (d.state, bench, d.bench.tier, d.author, d.parent, d.diff, d.val_bpb, d.test_bpb,
+                (d.state, _key(d.bench), d.bench.tier, d.author, d.parent, d.diff, d.val_bpb, d.test_bpb,
                  json.dumps([[r.seed, r.val_bpb, r.test_bpb] for r in d.runs]), d.noise, d.description, d.ts, now, received_from)).rowcount == 1
             tx.execute("INSERT OR IGNORE INTO receipts(message_id, state, from_peer, received_at, tier)"
                        " VALUES (?,?,?,?,?)", (message_id, d.state, received_from, now, d.bench.tier))
@@ -245,14 +246,15 @@ class Ledger:
                 (a.author, a.discovery_state, a.state, a.val_bpb, int(a.verified), a.ts, time.time(),
                  received_from)).rowcount == 1
 
-    def record_foreign_state(self, *, state: str, bench: str, author: str, kind: str, status: str | None = None,
+    def record_foreign_state(self, *, state: str, bench: BenchKey, author: str, kind: str, status: str | None = None,
                              val_bpb: float | None = None) -> None:
         with self.transaction() as tx:
             tx.execute("INSERT OR IGNORE INTO foreign_states(state, bench, author, kind, status, val_bpb, ts)"
-                       " VALUES (?,?,?,?,?,?,?)", (state, bench, author, kind, status, val_bpb, time.time()))
+                       " VALUES (?,?,?,?,?,?,?)", (state, _key(bench), author, kind, status, val_bpb, time.time()))
 
-    def foreign_states(self, bench: str) -> set[str]:
-        return {r["state"] for r in self.query("SELECT DISTINCT state FROM foreign_states WHERE bench = ?", (bench,))}
+    def foreign_states(self, bench: BenchKey) -> set[str]:
+        rows = self.query("SELECT DISTINCT state FROM foreign_states WHERE bench = ?", (_key(bench),))
+        return {r["state"] for r in rows}
 
     def record_peer(self, p, *, now: float | None = None) -> bool:
         """Upsert a peer from its Presence; True when it was first seen now."""
@@ -283,7 +285,7 @@ class Ledger:
         return {r["reason"]: r["n"] for r in self.query(
             "SELECT reason, COUNT(*) AS n FROM rejections GROUP BY reason ORDER BY n DESC")}
 
-    def record_effect(self, *, bench: str, state: str, parent: str | None, name: str, value, effect: float,
+    def record_effect(self, *, bench: BenchKey, state: str, parent: str | None, name: str, value, effect: float,
                       se: float, seeds: list[int], kind: str) -> None:
         """Store (or replace) the measured paired effect of hyperparameter `name` in kept `state`."""
         if kind not in ("single", "ablation"):
@@ -291,18 +293,23 @@ class Ledger:
         with self.transaction() as tx:
             tx.execute("INSERT OR REPLACE INTO effects(bench, state, parent, name, value, effect, se, seeds, kind,"
                        " measured_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                       (bench, state, parent, name, json.dumps(value), effect, se, json.dumps(list(seeds)), kind,
+                       (_key(bench), state, parent, name, json.dumps(value), effect, se, json.dumps(list(seeds)), kind,
                         time.time()))
 
-    def effects(self, bench: str | None = None) -> list[sqlite3.Row]:
+    def effects(self, bench: BenchKey | None = None) -> list[sqlite3.Row]:
         """Measured effects (value and seeds as stored: json), oldest first; one benchmark key's or all."""
         if bench is None:
             return self.query("SELECT * FROM effects ORDER BY measured_at, rowid")
-        return self.query("SELECT * FROM effects WHERE bench = ? ORDER BY measured_at, rowid", (bench,))
+        return self.query("SELECT * FROM effects WHERE bench = ? ORDER BY measured_at, rowid", (_key(bench),))
 
     def counters(self) -> dict[str, int]:
         rows = self.query("SELECT status, COUNT(*) AS n FROM experiments GROUP BY status")
         return {r["status"]: r["n"] for r in rows}
+
+
+def _key(bench: BenchKey) -> str:
+    """How a benchmark key is stored: the only place it is serialised (rows compare it as text)."""
+    return json.dumps(bench.model_dump(), sort_keys=True)
 
 
 def _upgrade(db: sqlite3.Connection) -> None:
@@ -315,6 +322,8 @@ def _upgrade(db: sqlite3.Connection) -> None:
     keys = [r[1] for r in db.execute("PRAGMA table_info(best)") if r[5]]
     if keys == ["tier"]:  # keyed by tier, and holding peers' unverified claims: start it over
         db.executescript("DROP TABLE best;")
+    if "source" in [r[1] for r in db.execute("PRAGMA table_info(experiments)")]:
+        db.execute("ALTER TABLE experiments RENAME COLUMN source TO origin")  # `source` is train.py text elsewhere
     columns = [r[1] for r in db.execute("PRAGMA table_info(receipts)")]
     if columns and "tier" not in columns:
         db.executescript("BEGIN; ALTER TABLE receipts ADD COLUMN tier TEXT NOT NULL DEFAULT '';"

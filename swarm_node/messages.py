@@ -1,69 +1,25 @@
-"""The wire contract: every gossip and sync message, its msgpack encoding and its validation.
+"""The wire contract's models: every gossip message and sync frame, its fields and their rules.
 
-Pure code (no network, no clock except the `now` that `decode` compares timestamps with).
+Pure code. wire.py encodes and decodes them (canonical msgpack, the reasons a message is rejected);
 protocol/PROTOCOL.md describes the same contract for other implementations; protocol/schema.json
 is generated from these models (`json_schema()`) and a test keeps it up to date.
-
-Encoding: one msgpack map per message, keys sorted (bytewise, at every depth), strings as msgpack
-str, floats as float64, every field written (None as nil, empty lists and maps as empty arrays and
-maps). Decoding is tolerant where msgpack allows several spellings of one value (an integral float
-sent as an int, float32, optional fields left out) and strict where a spelling could be read two
-ways: map keys must be msgpack str and appear once per map (else `undecodable`), int fields take
-only msgpack ints (not true, not 2.0: `schema`), and lists and maps are never nil (`schema`).
 """
 from __future__ import annotations
 
 import hashlib
-import time
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal, Union
 
-import msgpack
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    TypeAdapter,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.json_schema import models_json_schema
 
 PROTOCOL_VERSION = 2  # 2: compute budgets, per-seed runs in results, discoveries and claims
-MAX_MESSAGE_BYTES = 64 * 1024  # a whole encoded gossip message
 MAX_DIFF_BYTES = 32 * 1024  # Discovery.diff, UTF-8 bytes
 MAX_SOURCE_BYTES = 512 * 1024  # train.py carried by a sync answer, UTF-8 bytes
-MAX_SYNC_REQUEST_BYTES = 1024
-MAX_SYNC_RESPONSE_BYTES = 1024 * 1024
-MAX_FUTURE_SKEW_S = 60.0  # timestamps further ahead of the receiver's clock are rejected
-MAX_PAST_S = 3600.0  # timestamps further behind the receiver's clock are rejected (no replays of old news)
 METRIC_MAX = 16.0  # bits per byte: 8 is a uniform byte model, 16 leaves room for bad runs
 MAX_SAFE_INT = 2**53 - 1  # integers other implementations (JavaScript) hold exactly
 
 TOPIC_PREFIX = f"swarm-node/{PROTOCOL_VERSION}"
 PRESENCE_TOPIC = f"{TOPIC_PREFIX}/presence"
-
-# Reasons `decode` gives (the sync decoders: all but the two timestamp ones); the network layer adds
-# author-mismatch, topic-mismatch, unsigned, bad-signature, quota, overload, policy:<why> and, for a
-# sync answer, state-mismatch; the node adds parent-unavailable, bad-patch, state-mismatch,
-# policy:<why>, false-claim, budget:verify, budget:pending and error:<type> (PROTOCOL.md section 6).
-REASONS = (
-    "oversized", "undecodable", "schema", "version", "future-timestamp", "stale-timestamp", "metric-bounds",
-)
-_METRIC_FIELDS = frozenset({"val_bpb", "test_bpb", "head_val_bpb", "noise"})
-_BOUND_ERRORS = frozenset(
-    {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"}
-)
-
-
-class MessageRejected(Exception):
-    """A message (or sync frame) that breaks the contract; `reason` is short and machine-readable."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-
 
 # ---- field types -------------------------------------------------------------------------------
 
@@ -86,11 +42,6 @@ def state_hash(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
 
-def message_id(data: bytes) -> bytes:
-    """The gossip message id: the raw 32-byte sha256 of the payload bytes (content-addressed)."""
-    return hashlib.sha256(data).digest()
-
-
 def research_topic(target: str, corpus: str) -> str:
     """The one topic carrying Claim/Result/Discovery/Adoption for every tier of target+corpus."""
     return f"{TOPIC_PREFIX}/research/{target}/{corpus[:16]}"
@@ -98,6 +49,12 @@ def research_topic(target: str, corpus: str) -> str:
 
 class _Model(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class _Versioned(_Model):
+    """A gossip message or sync frame: its first field is the protocol version."""
+
+    v: Literal[2] = 2
 
 
 class BenchKey(_Model):
@@ -148,10 +105,19 @@ class Best(_Model):
     author: PeerId  # who discovered it
 
 
-class _Gossip(_Model):
-    v: Literal[2] = 2
+def _keyed_by_tier(best: dict[str, Best]) -> None:
+    """A map tier -> best (presence, sync best answer): each key is its entry's tier."""
+    for tier, entry in best.items():
+        if entry.bench.tier != tier:
+            raise ValueError(f"best[{tier!r}] holds a state of tier {entry.bench.tier!r}")
+
+
+class _Gossip(_Versioned):
+    """The fields every gossip message starts with (PROTOCOL.md section 4, "Common fields")."""
+
     author: PeerId  # base58 peer id; must equal the libp2p signer
     ts: Timestamp  # unix seconds when the author created the message
+    type: str  # each message narrows it to its Literal tag (pydantic keeps the field in this place)
 
 
 class Presence(_Gossip):
@@ -174,31 +140,30 @@ class Presence(_Gossip):
 
     @model_validator(mode="after")
     def _best_keyed_by_tier(self) -> "Presence":
-        for tier, entry in self.best.items():
-            if entry.bench.tier != tier:
-                raise ValueError(f"best[{tier!r}] holds a state of tier {entry.bench.tier!r}")
+        _keyed_by_tier(self.best)
         return self
 
 
-class Claim(_Gossip):
+class _Experiment(_Gossip):
+    """What a claim and a result name: the change from `parent` to `state`, measured under `bench`."""
+
+    bench: BenchKey
+    state: StateHash
+    parent: StateHash
+    description: Description
+
+
+class Claim(_Experiment):
     """The state a node is about to measure, so that others skip it."""
 
     type: Literal["claim"] = "claim"
-    bench: BenchKey
-    state: StateHash
-    parent: StateHash
-    description: Description
     seeds: Annotated[list[Count], Field(max_length=32)] = []  # the seeds it will run
 
 
-class Result(_Gossip):
+class Result(_Experiment):
     """One finished experiment, kept or not."""
 
     type: Literal["result"] = "result"
-    bench: BenchKey
-    state: StateHash
-    parent: StateHash
-    description: Description
     status: Literal["keep", "discard", "crash"]
     val_bpb: Metric | None = None  # the mean over `runs`
     test_bpb: Metric | None = None
@@ -226,7 +191,7 @@ class Discovery(_Gossip):
         "(maxLength counts characters: a weaker bound; the byte limit is checked by the reference models)")
     val_bpb: Metric  # the mean over `runs`
     test_bpb: Metric | None = None
-    runs: Annotated[list[SeedRun], Field(min_length=1, max_length=32)]  # per seed, decision and confirmation
+    runs: Annotated[SeedRuns, Field(min_length=1)]  # per seed, decision and confirmation
     noise: Annotated[float, Field(ge=0.0, le=METRIC_MAX, allow_inf_nan=False)]  # pooled SD of paired differences
     description: Description
     hparams: ScalarMap = {}  # the new hyperparameter values, where the diff only changes those
@@ -271,32 +236,26 @@ def topic_for(msg: AnyMessage) -> str:
 # ---- sync protocol frames ---------------------------------------------------------------------
 
 
-class BestRequest(_Model):
-    v: Literal[2] = 2
+class BestRequest(_Versioned):
     op: Literal["best"] = "best"
 
 
-class StateRequest(_Model):
-    v: Literal[2] = 2
+class StateRequest(_Versioned):
     op: Literal["state"] = "state"
     state: StateHash
 
 
-class BestAnswer(_Model):
-    v: Literal[2] = 2
+class BestAnswer(_Versioned):
     op: Literal["best"] = "best"
     best: Annotated[dict[Name, Best], Field(max_length=256)]
 
     @model_validator(mode="after")
-    def _keyed_by_tier(self) -> "BestAnswer":
-        for tier, entry in self.best.items():
-            if entry.bench.tier != tier:
-                raise ValueError(f"best[{tier!r}] holds a state of tier {entry.bench.tier!r}")
+    def _best_keyed_by_tier(self) -> "BestAnswer":
+        _keyed_by_tier(self.best)
         return self
 
 
-class StateAnswer(_Model):
-    v: Literal[2] = 2
+class StateAnswer(_Versioned):
     op: Literal["state"] = "state"
     state: StateHash
     source: Annotated[str, StringConstraints(max_length=MAX_SOURCE_BYTES)] | None = Field(  # None: unknown
@@ -310,138 +269,13 @@ class StateAnswer(_Model):
         return self
 
 
-class ErrorAnswer(_Model):
-    v: Literal[2] = 2
+class ErrorAnswer(_Versioned):
     op: Literal["error"] = "error"
     error: ShortText
 
 
 SyncRequest = Annotated[Union[BestRequest, StateRequest], Field(discriminator="op")]
 SyncAnswer = Annotated[Union[BestAnswer, StateAnswer, ErrorAnswer], Field(discriminator="op")]
-
-_MESSAGE = TypeAdapter(Message)
-_SYNC_REQUEST = TypeAdapter(SyncRequest)
-_SYNC_ANSWER = TypeAdapter(SyncAnswer)
-
-
-# ---- encoding ----------------------------------------------------------------------------------
-
-
-def _canonical(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _canonical(value[k]) for k in sorted(value, key=lambda k: k.encode("utf-8"))}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(item) for item in value]
-    return value
-
-
-def _pack(model: BaseModel, limit: int) -> bytes:
-    data = msgpack.packb(_canonical(model.model_dump(mode="python")), use_bin_type=True)
-    if len(data) > limit:
-        raise MessageRejected("oversized", f"{len(data)} bytes > {limit}")
-    return data
-
-
-def encode(msg: AnyMessage) -> bytes:
-    """Canonical msgpack bytes of a gossip message; raises MessageRejected('oversized')."""
-    return _pack(msg, MAX_MESSAGE_BYTES)
-
-
-def encode_sync(frame: BaseModel) -> bytes:
-    """Canonical msgpack bytes of a sync request or answer."""
-    limit = MAX_SYNC_REQUEST_BYTES if isinstance(frame, (BestRequest, StateRequest)) else MAX_SYNC_RESPONSE_BYTES
-    return _pack(frame, limit)
-
-
-class _BadMap(ValueError):
-    """A msgpack map that one decoder could read differently from another."""
-
-
-def _map(pairs: list[tuple[Any, Any]]) -> dict:
-    """A decoded msgpack map: keys must be msgpack str (never bin) and appear once. A repeated key
-    would leave its value to the decoder (first or last wins), so it is not a message at all."""
-    obj: dict = {}
-    for key, value in pairs:
-        if type(key) is not str:
-            raise _BadMap(f"a map key is {type(key).__name__}, not a msgpack str")
-        if key in obj:
-            raise _BadMap(f"the map key {key[:64]!r} appears twice")
-        obj[key] = value
-    return obj
-
-
-def _unpack(data: bytes, limit: int) -> dict:
-    if len(data) > limit:
-        raise MessageRejected("oversized", f"{len(data)} bytes > {limit}")
-    try:
-        # strict_map_key refuses int, float, nil... keys; _map refuses bin keys and repeated keys
-        obj = msgpack.unpackb(data, raw=False, strict_map_key=True, object_pairs_hook=_map)
-    except _BadMap as error:
-        raise MessageRejected("undecodable", str(error)) from None
-    except Exception as error:  # msgpack raises several unrelated types for bad input
-        raise MessageRejected("undecodable", type(error).__name__) from None
-    if not isinstance(obj, dict):
-        raise MessageRejected("schema", f"top level is {type(obj).__name__}, not a map")
-    if "v" not in obj:
-        raise MessageRejected("schema", "no version field v")
-    version = obj["v"]
-    # strict: a msgpack int, not true (a bool is an int to Python) nor 1.0
-    if type(version) is not int:
-        raise MessageRejected("schema", f"v is a {type(version).__name__}, not an int")
-    if version != PROTOCOL_VERSION:
-        raise MessageRejected("version", f"v={version}")
-    return obj
-
-
-def _classify(error: ValidationError) -> MessageRejected:
-    problems = error.errors(include_url=False, include_input=False)
-    first = problems[0]
-    detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
-    if all(p["type"] in _BOUND_ERRORS and p["loc"] and p["loc"][-1] in _METRIC_FIELDS for p in problems):
-        return MessageRejected("metric-bounds", detail)
-    return MessageRejected("schema", detail)
-
-
-def decode(data: bytes, *, now: float | None = None, check_time: bool = True) -> AnyMessage:
-    """Parse and validate one gossip message; raises MessageRejected(reason).
-
-    `ts` must lie within [now - MAX_PAST_S, now + MAX_FUTURE_SKEW_S] (`now` defaults to the clock);
-    check_time=False skips that, for a message already validated on arrival.
-    """
-    obj = _unpack(data, MAX_MESSAGE_BYTES)
-    try:
-        msg = _MESSAGE.validate_python(obj)
-    except ValidationError as error:
-        raise _classify(error) from None
-    if check_time:
-        now = time.time() if now is None else now
-        if msg.ts > now + MAX_FUTURE_SKEW_S:
-            raise MessageRejected("future-timestamp", f"ts {msg.ts:.0f} is {msg.ts - now:.0f} s ahead")
-        if msg.ts < now - MAX_PAST_S:
-            raise MessageRejected("stale-timestamp", f"ts {msg.ts:.0f} is {now - msg.ts:.0f} s old")
-    return msg
-
-
-def decode_sync_request(data: bytes) -> BestRequest | StateRequest:
-    obj = _unpack(data, MAX_SYNC_REQUEST_BYTES)
-    try:
-        return _SYNC_REQUEST.validate_python(obj)
-    except ValidationError as error:
-        raise _classify(error) from None
-
-
-def decode_sync_answer(data: bytes) -> BestAnswer | StateAnswer | ErrorAnswer:
-    obj = _unpack(data, MAX_SYNC_RESPONSE_BYTES)
-    try:
-        answer = _SYNC_ANSWER.validate_python(obj)
-    except ValidationError as error:
-        raise _classify(error) from None
-    return answer
-
-
-def parse(obj: dict) -> AnyMessage:
-    """A gossip message from plain data (JSON, a ledger row); raises pydantic's ValidationError."""
-    return _MESSAGE.validate_python(obj)
 
 
 def json_schema() -> dict:

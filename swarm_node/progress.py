@@ -10,7 +10,7 @@ import time
 
 import trio
 
-from .research.loop import ExperimentRecord, Observer
+from .research.records import ExperimentRecord, Observer
 from .status import HEADS
 
 BAR = 24

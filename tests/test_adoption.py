@@ -3,14 +3,16 @@ workspace and a runner that answers from a table of per-seed values (reproducibl
 import trio
 
 from swarm_node.ledger import Ledger
+from swarm_node.messages import BenchKey, SeedRun, state_hash
 from swarm_node.research.adoption import Offer, Verdict, admit
 from swarm_node.research.budget import Budget
 from swarm_node.research.decision import Rule
 from swarm_node.research.hparams import read_block, write_block
-from swarm_node.research.loop import LoopSettings, ResearchLoop
+from swarm_node.research.loop import ResearchLoop
+from swarm_node.research.records import LoopSettings
 from swarm_node.research.proposers.base import Proposal
 from swarm_node.research.runner import RunOutcome
-from swarm_node.research.workspace import Workspace, make_diff, state_hash
+from swarm_node.research.workspace import Workspace, make_diff
 
 from conftest import TOY_TARGET
 
@@ -62,7 +64,9 @@ def make_loop(tmp_path, *changes, crash_states=()):
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     workspace = Workspace(tmp_path / "ws")
     runner = TableRunner(workspace, crash_states)
-    settings = LoopSettings(budget=Budget("compute", 1e9, 5.0), tier="cpu", role="init-norm", bench='{"b": 1}',
+    settings = LoopSettings(budget=Budget("compute", 1e9, 5.0), role="init-norm",
+                            bench=BenchKey(target="toy", corpus="c" * 64, tier="cpu", budget=10**9, unit="flops",
+                                           device="cpu", torch="2.13.0"),
                             space={"NORM": {"choices": ["layernorm", "rmsnorm"]},
                                    "INIT": {"choices": ["normal", "kaiming"]},
                                    "LEARNING_RATE": {"min": 1e-4, "max": 1e-2, "kind": "log"}},
@@ -213,7 +217,10 @@ def test_a_verification_re_runs_even_when_a_trusted_peer_reported_that_seed(tmp_
     claim would be checked against itself."""
     loop, runner = make_loop(tmp_path)
     offer = _peer_offer(loop, {"INIT": "kaiming"}, lie=0.01)
-    loop.reported = lambda state, seed: (*offer.runs[seed], "peer") if state == offer.state else None
+    loop.hearsay.trusted = lambda author: author == "peer"
+    loop.hearsay.measured_by_peer(offer.state, [SeedRun(seed=s, val_bpb=v, test_bpb=t) for s, (v, t) in offer.runs.items()],
+                                  "peer")
+    assert loop.hearsay.run(offer.state, 0) is not None  # outside a verification, this run would be reused
 
     async def main():
         await loop.prepare(TOY_TARGET)

@@ -29,16 +29,15 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from conftest import swarm_node
 from hostile_peer import LOCAL, HostilePeer
 from swarm_node.messages import (
-    MAX_MESSAGE_BYTES,
     PRESENCE_TOPIC,
     BenchKey,
     Claim,
     Discovery,
     Presence,
     SeedRun,
-    encode,
     state_hash,
 )
+from swarm_node.wire import MAX_MESSAGE_BYTES, encode
 from swarm_node.p2p.identity import peer_id_of
 from swarm_node.p2p.network import ConnectError, SwarmNetwork
 from swarm_node.research.hparams import write_block
@@ -184,7 +183,7 @@ async def _run_attack(a: Attack, address: str, head_src: str) -> None:
                            hostile.craft(research, encode(a.sneaky_diff)))
 
         def adoptions_settled() -> bool:
-            done = a.rows("SELECT source FROM experiments WHERE source = ? AND status != 'running'",
+            done = a.rows("SELECT origin FROM experiments WHERE origin = ? AND status != 'running'",
                           (a.false_claim.state,))
             policy = sum(n for r, n in a.rejections(hostile.id).items() if r.startswith("policy:"))
             return len(done) == 1 and policy == 2 and \
@@ -318,7 +317,7 @@ def test_the_repeat_offender_is_banned_and_the_others_stay(attack):
 
 def test_a_false_claim_is_remeasured_refused_and_the_head_stays(attack):
     d = attack.false_claim
-    rows = attack.rows("SELECT * FROM experiments WHERE source = ?", (d.state,))
+    rows = attack.rows("SELECT * FROM experiments WHERE origin = ?", (d.state,))
     assert len(rows) == 1, rows
     refused = rows[0]
     assert refused["status"] == "refused" and refused["proposer"] == "adoption"
@@ -350,7 +349,7 @@ def test_replays_are_handled_once(attack):
     assert sorted(r["message_id"] for r in receipts) == sorted(attack.false_claim_ids)
     received = [line for line in attack.log().splitlines() if "discovery received" in line and "INIT kaiming" in line]
     assert len(received) == 1, received
-    assert len(attack.rows("SELECT * FROM experiments WHERE source = ?", (d.state,))) == 1
+    assert len(attack.rows("SELECT * FROM experiments WHERE origin = ?", (d.state,))) == 1
     assert _policy(attack.rejections(attack.hostile))["future-timestamp"] == 1
 
 
@@ -378,7 +377,7 @@ def test_a_disguised_code_diff_is_rejected_by_the_validator_without_its_parent(a
     policy = {r: n for r, n in attack.rejections(attack.hostile).items() if r.startswith("policy:")}
     assert sum(policy.values()) == 2 and all("needs --policy code" in r for r in policy), policy
     assert attack.rows("SELECT * FROM discoveries WHERE state = ?", (d.state,)) == []
-    assert attack.rows("SELECT * FROM experiments WHERE source = ?", (d.state,)) == []
+    assert attack.rows("SELECT * FROM experiments WHERE origin = ?", (d.state,)) == []
     assert not attack.markers[1].exists()
 
 

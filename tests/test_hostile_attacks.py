@@ -49,13 +49,14 @@ from swarm_node.messages import (
     Discovery,
     Presence,
     SeedRun,
-    encode,
     state_hash,
 )
+from swarm_node.wire import encode
 from swarm_node.p2p.identity import peer_id_of
-from swarm_node.p2p.network import SYNC_PROTOCOL, SwarmNetwork, SyncError
+from swarm_node.p2p.network import SwarmNetwork
+from swarm_node.p2p.sync import SYNC_PROTOCOL, SyncError
 from swarm_node.research.hparams import read_block, write_block
-from swarm_node.research.loop import Head
+from swarm_node.research.records import Head
 from swarm_node.research.proposers.base import ProposalContext
 from swarm_node.research.proposers.evolve import EvolveProposer
 from swarm_node.research.proposers.heuristic import HeuristicProposer, grid_by_distance
@@ -435,7 +436,7 @@ async def _run_shared(s: Shared, address: str) -> None:
         marks = ",".join("?" * len(lies))
         def verified() -> list[dict]:
             return n.rows("SELECT started_at FROM experiments WHERE proposer = 'adoption'"
-                          f" AND source IN ({marks}) AND status != 'running'", lies)
+                          f" AND origin IN ({marks}) AND status != 'running'", lies)
         await n.until(lambda: verified() and "budget:verify" in n.reasons(liar.id), 30)
         policy_rows = lambda who: sum(r["reason"].startswith("policy:") for r in n.rejections(who))  # noqa: E731
         await n.until(lambda: policy_rows(coder.id) >= len(s.encoded), 20)
@@ -523,7 +524,7 @@ def shared(tmp_path_factory):
 
 def _adoptions(node: NodeProc, states: list[str]) -> list[dict]:
     marks = ",".join("?" * len(states))
-    return node.rows(f"SELECT * FROM experiments WHERE proposer = 'adoption' AND source IN ({marks})", states)
+    return node.rows(f"SELECT * FROM experiments WHERE proposer = 'adoption' AND origin IN ({marks})", states)
 
 
 # ---- 1 -----------------------------------------------------------------------------------------------
@@ -610,7 +611,7 @@ def _refuted(node: NodeProc, row: dict, lies: list[Discovery]) -> bool:
     if row["status"] != "refused" or not match:
         return False
     seed, claimed, rerun = int(match.group(1)), float(match.group(2)), float(match.group(3))
-    lie = next(d for d in lies if d.state == row["source"])
+    lie = next(d for d in lies if d.state == row["origin"])
     ran = node.rows("SELECT seed, status, val_bpb FROM runs WHERE experiment_id = ?", (row["id"],))
     return abs({r.seed: r.val_bpb for r in lie.runs}[seed] - claimed) < 1e-6 and rerun > 1.0 and \
         [(r["seed"], r["status"]) for r in ran] == [(seed, "ok")]

@@ -63,7 +63,7 @@ def test_a_discovery_crosses_namespaces_and_is_adopted(namespaces, tmp_path):
                            150, lambda: "node b adopted nothing across the link" + logs(), ignore_errors=True)[0]
         assert "reproduced" in adopted["reason"]  # a seed b chose re-ran to the claimed values
         kept = ledger_rows(tmp_path / "a", "SELECT state FROM experiments WHERE status = 'keep'")
-        assert adopted["source"] in {r["state"] for r in kept}
+        assert adopted["origin"] in {r["state"] for r in kept}
         peer_a = peer_of(addr)
         assert ledger_rows(tmp_path / "b", "SELECT * FROM discoveries WHERE author = ?", (peer_a,))
     finally:

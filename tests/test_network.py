@@ -27,7 +27,6 @@ from libp2p.tools.anyio_service import background_trio_service
 from libp2p.utils.varint import encode_varint_prefixed
 
 from swarm_node.messages import (
-    MAX_MESSAGE_BYTES,
     PRESENCE_TOPIC,
     BenchKey,
     Best,
@@ -35,22 +34,16 @@ from swarm_node.messages import (
     Discovery,
     Presence,
     SeedRun,
-    encode,
-    message_id,
     state_hash,
 )
+from swarm_node.wire import MAX_MESSAGE_BYTES, encode, message_id
 from swarm_node.p2p.identity import load_or_create_identity, peer_id_of
-from swarm_node.p2p.network import (
-    DEFAULT_QUOTAS,
-    GOSSIPSUB_PROTOCOLS,
-    SYNC_MAX_PER_PEER,
-    SYNC_PROTOCOL,
-    ConnectError,
-    SwarmNetwork,
-    SyncError,
-    _Quotas,
-    presence_dial_addrs,
-)
+from swarm_node.p2p.dialing import presence_dial_addrs
+from swarm_node.p2p.gossipsub import GOSSIPSUB_PROTOCOLS
+from swarm_node.p2p.network import ConnectError, SwarmNetwork
+from swarm_node.p2p.quotas import DEFAULT_QUOTAS
+from swarm_node.p2p.quotas import Quotas as _Quotas
+from swarm_node.p2p.sync import SYNC_MAX_PER_PEER, SYNC_PROTOCOL, SyncError
 
 PARENT_SRC = "LEARNING_RATE = 6e-4\n"
 CHILD_SRC = "LEARNING_RATE = 8e-4\n"
@@ -646,7 +639,7 @@ def test_one_peer_holding_idle_sync_streams_does_not_starve_another():
                     watchers.start_soon(watch, i, stream)
                 await until(lambda: len(closed_at) >= 16 - SYNC_MAX_PER_PEER, 1.0)
                 assert len(closed_at) == 16 - SYNC_MAX_PER_PEER  # reset at once
-                assert server.net._sync_by_peer[ID.from_base58(hostile.id)] == SYNC_MAX_PER_PEER
+                assert server.net._sync_server.by_peer[ID.from_base58(hostile.id)] == SYNC_MAX_PER_PEER
                 t0 = trio.current_time()
                 best = await client.net.request_best(server.id)  # while hostile holds its two
                 assert best["cpu"].state == CHILD and trio.current_time() - t0 < 1.0
@@ -654,7 +647,7 @@ def test_one_peer_holding_idle_sync_streams_does_not_starve_another():
                 await until(lambda: len(closed_at) == 16, 4.0)
             held = sorted(closed_at.values())[-SYNC_MAX_PER_PEER:]
             assert all(1.5 < t < 3.5 for t in held), held  # the 2 s request deadline, not 5 s
-            assert server.net._sync_by_peer == {} and server.net._sync_active == 0
+            assert server.net._sync_server.by_peer == {} and server.net._sync_server.active == 0
             nursery.cancel_scope.cancel()
 
     run(scenario)

@@ -7,7 +7,6 @@ import pytest
 
 import statistics
 from functools import partial
-from pathlib import Path
 
 import trio
 

@@ -1,8 +1,11 @@
 """Honest credit (a technique is found only by its own paired effect) and results.tsv as autoresearch writes it."""
 from __future__ import annotations
 
+import json
+
 from swarm_node.credit import changes, changes_from_diff, credit, credit_lines, technique
 from swarm_node.ledger import Ledger
+from swarm_node.messages import BenchKey
 from swarm_node.replay.report import credited
 from swarm_node.report import results_rows, write_report, write_results_tsv
 from swarm_node.research.hparams import write_block
@@ -10,7 +13,8 @@ from swarm_node.research.hparams import write_block
 from conftest import REPO
 
 BASE = (REPO / "tests" / "toy_target" / "train.py").read_text()
-BENCH = '{"tier": "cpu"}'
+KEY = BenchKey(target="toy", corpus="c" * 64, tier="cpu", budget=10**9, unit="flops", device="cpu", torch="2.13.0")
+BENCH = json.dumps(KEY.model_dump(), sort_keys=True)  # as the ledger stores it
 
 
 def effect(state, name, value, eff, se, kind="ablation", seeds=(0, 1, 2)):
@@ -67,7 +71,7 @@ def _experiment(ledger, *, status, source=None, parent=None, description="", val
     if source is not None:
         ledger.add_state(state, source, parent, "me")
     eid = ledger.start_experiment(state=state, parent=parent, description=description, proposer=proposer,
-                                  diff="", tier="cpu", bench=BENCH, commit_sha=commit)
+                                  diff="", bench=KEY, commit_sha=commit)
     if status != "running":
         ledger.finish_experiment(eid, status=status, val_bpb=val, test_bpb=val, memory_gb=mem, seeds=[0, 1, 2])
     return state
@@ -87,11 +91,11 @@ def test_report_credits_only_measured_techniques(tmp_path):
     tied = _experiment(ledger, status="keep", source=write_block(both_src, {"TIE_EMBEDDINGS": True,
                                                                             "ACTIVATION": "silu"}),
                        parent=both, description="tie embeddings, SiLU (RMSNorm everywhere!)", val=2.7)
-    ledger.record_effect(bench=BENCH, state=lr, parent=base, name="LEARNING_RATE", value=0.006, effect=0.1, se=0.01,
+    ledger.record_effect(bench=KEY, state=lr, parent=base, name="LEARNING_RATE", value=0.006, effect=0.1, se=0.01,
                          seeds=[0, 1, 2], kind="single")
-    ledger.record_effect(bench=BENCH, state=both, parent=lr, name="NORM", value="rmsnorm", effect=0.05, se=0.01,
+    ledger.record_effect(bench=KEY, state=both, parent=lr, name="NORM", value="rmsnorm", effect=0.05, se=0.01,
                          seeds=[0, 1, 2], kind="ablation")
-    ledger.record_effect(bench="another bench", state=tied, parent=both, name="ACTIVATION", value="silu",
+    ledger.record_effect(bench=KEY.model_copy(update={"tier": "gpu-large"}), state=tied, parent=both, name="ACTIVATION", value="silu",
                          effect=0.5, se=0.01, seeds=[0], kind="ablation")  # another benchmark key: not ours
     _, md = write_report(ledger, tmp_path / "out")
     text = md.read_text()

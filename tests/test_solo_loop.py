@@ -114,7 +114,7 @@ def test_claims_and_results_on_every_reachable_state_never_leave_the_loop_idle(t
     from swarm_node.assets import load_config
     from swarm_node.research.hparams import read_block, write_block
     from swarm_node.research.proposers.heuristic import grid_by_distance
-    from swarm_node.research.workspace import state_hash
+    from swarm_node.messages import state_hash
 
     research = build(Options(home=str(tmp_path / "home"), target=str(TOY_TARGET), tier="cpu", budget=1))
     loop = research.loop
@@ -128,8 +128,8 @@ def test_claims_and_results_on_every_reachable_state_never_leave_the_loop_idle(t
                      for name, current in read_block(head).items() if name in space
                      for value in grid_by_distance(name, current, space)}
         for i, state in enumerate(sorted(reachable)):
-            loop.claims.add(f"squatter-{i % 50}", state)
-        loop.foreign_states |= reachable
+            loop.hearsay.claims.add(f"squatter-{i % 50}", state)
+        loop.hearsay.measured |= reachable
         return await loop.step()
 
     record = trio.run(main)

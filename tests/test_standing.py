@@ -1,5 +1,5 @@
 """Verification budgets, peer standing and claims: pure bookkeeping, on a clock the test moves."""
-from swarm_node.research.claims import CLAIMS_PER_PEER, ClaimBook
+from swarm_node.research.hearsay import CLAIMS_PER_PEER, ClaimBook
 from swarm_node.standing import NEWCOMERS_BURST, PROVEN_AUTHOR_BURST, Standing
 
 

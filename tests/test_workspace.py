@@ -1,6 +1,7 @@
 import random
 
-from swarm_node.research.workspace import Workspace, apply_diff, make_diff, state_hash
+from swarm_node.messages import state_hash
+from swarm_node.research.workspace import Workspace, apply_diff, make_diff
 
 from conftest import TOY_TARGET
 

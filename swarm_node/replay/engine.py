@@ -24,6 +24,7 @@ from ..research.session import Options, build
 from ..research.target import Corpus
 from .analysis import solo_race
 from .clock import VirtualClock, current_agent
+from .delivery import ClockDelivery
 from .oracle import OracleRunner, TableOracle
 from .scenario import AgentSpec, Scenario
 
@@ -57,7 +58,7 @@ def _seed_for(replay_seed: int, name: str) -> int:
 
 
 def _build_agent(spec: AgentSpec, out: Path, table: dict, oracle: TableOracle, counter: list, clock: VirtualClock,
-                 events: EventLog, seed: int) -> Agent:
+                 events: EventLog, seed: int, delivery: ClockDelivery) -> Agent:
     home = out / "agents" / spec.name
     corpus = Corpus(path=Path("table"), sha256=table["corpus_sha256"], name="tinyshakespeare.txt", bytes=0)
     seeds = sorted(int(x) for x in table["seeds"])  # runs are reproducible: an agent runs exactly these
@@ -70,7 +71,7 @@ def _build_agent(spec: AgentSpec, out: Path, table: dict, oracle: TableOracle, c
     space = agent_space(table)
     runner = OracleRunner(oracle, clock, spec.name, spec.experiment_seconds, counter)
     research = build(Options(home=str(home), seed=_seed_for(seed, spec.name)), profile=profile, runner=runner,
-                     corpus=corpus, tier=tier, space=space, explore=list(spec.explore))
+                     corpus=corpus, tier=tier, space=space, explore=list(spec.explore), clock=clock.event_time)
     # A Presence floods all 35 hosts on this one core (about 0.5 s of CPU each) and the replay needs
     # none of it (agents dial whom the scenario says; the dashboard reads events): one per agent
     # every 5 real minutes, not every 5 s as in a real swarm, which would eat most of the core.
@@ -79,10 +80,8 @@ def _build_agent(spec: AgentSpec, out: Path, table: dict, oracle: TableOracle, c
     # No gossip quotas: the clock's barrier paces the agents, and a quota met in a burst of real
     # time would make the night's decisions depend on how fast this machine is.
     node = Node(research, NodeOptions(max_experiments=None, presence_interval=300.0, republish_discoveries=False,
-                                      clock=clock.event_time, quotas=None),
-                events=events,
-                listen=["/ip4/127.0.0.1/tcp/0"])
-    node.name = spec.name
+                                      quotas=None),
+                events=events, listen=["/ip4/127.0.0.1/tcp/0"], delivery=delivery, name=spec.name)
     return Agent(spec=spec, node=node)
 
 
@@ -119,10 +118,6 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
 
     async def live(agent: Agent, task_status=trio.TASK_STATUS_IGNORED) -> None:
         name, node = agent.spec.name, agent.node
-        if gossip:  # the clock waits for every message to reach every agent before moving on
-            node.published = lambda mid, msg: msg.type != "presence" and clock.published(mid, ready_names(name))
-            node.handled = lambda mid: clock.handled(name, mid)
-            node.inbox = []
         current_agent.set(name)
         agent.joined_wall = time.time()
         with agent.scope:
@@ -133,7 +128,7 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
                     if gossip:
                         await _connect(agent, agents, rng, events, scenario.connections)
                     agent.ready = True
-                    await node.run_research(wait_for_news=lambda: clock.wait_for_news(name))
+                    await node.run_research()
             finally:
                 _leave(agent, clock, events)
                 node.ledger.recover_interrupted()
@@ -152,7 +147,7 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
             await clock.quiet()
             names.update({a.node.peer_id: n for n, a in agents.items()})
             _apply_inboxes(agents, order)
-            with_news = [n for n in clock.idle_agents() if agents[n].node.has_news() and not agents[n].gone]
+            with_news = [n for n in clock.idle_agents() if agents[n].node.intake.has_news() and not agents[n].gone]
             if with_news:
                 for name in with_news:
                     clock.wake(name)
@@ -166,7 +161,9 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
             if kind == 0:
                 spec = joins.pop(0)
                 clock.advance_to(t)
-                agent = _build_agent(spec, out, table, oracles[spec.tier], counter, clock, events, seed)
+                # the clock waits for every message to reach every agent before moving on
+                delivery = ClockDelivery(clock, spec.name, lambda name=spec.name: ready_names(name), gossip=gossip)
+                agent = _build_agent(spec, out, table, oracles[spec.tier], counter, clock, events, seed, delivery)
                 agents[spec.name] = agent
                 clock.mark_busy(spec.name)
                 await nursery.start(live, agent)
@@ -196,14 +193,10 @@ async def run_night(scenario: Scenario, table: dict, *, seed: int, out: Path, go
 
 
 def _apply_inboxes(agents: dict[str, Agent], order) -> None:
-    """Each agent takes in its new messages, in a fixed order. Messages published before it joined
-    are dropped: GossipSub's IHAVE hands a newcomer the last seconds of traffic at whatever moment
-    it arrives (seconds are many virtual minutes here); what came before reaches it by sync."""
+    """Each agent takes in its new messages (replay/delivery.py), agents in a fixed order."""
     for name in sorted(agents):
-        node = agents[name].node
-        if node.inbox:
-            node.inbox[:] = [item for item in node.inbox if item[0].ts >= agents[name].joined_wall]
-            node.apply_inbox(order)
+        agent = agents[name]
+        agent.node.delivery.apply(agent.node, order, since=agent.joined_wall)
 
 
 def _leave(agent: Agent, clock: VirtualClock, events: EventLog) -> None:

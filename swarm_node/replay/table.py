@@ -25,7 +25,8 @@ from pathlib import Path
 from ..assets import load_config, target_dir
 from ..research.hparams import write_block
 from ..research.summary import parse_summary
-from ..research.workspace import file_sha256, state_hash
+from ..messages import state_hash
+from ..research.workspace import file_sha256
 
 DEFAULT_TABLE = "table.json"  # beside the target's train.py
 FORMAT = 2  # 1: one table of fixed steps for every tier; 2: per-tier tables at compute budgets

@@ -11,8 +11,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from ..status import Status
+from .hparams import changed_names, read_block, write_block
 from .policy import check_change
-from .workspace import apply_diff, state_hash
+from .proposers.base import Proposal
+from ..messages import state_hash
+from .workspace import apply_diff
 
 Runs = dict[int, tuple[float, float | None]]  # seed -> (val_bpb, test_bpb)
 
@@ -79,3 +83,20 @@ def reproduces(claimed: tuple[float, float | None], measured: tuple[float, float
     if claimed[1] is not None and measured[1] is not None and abs(claimed[1] - measured[1]) > tolerance:
         return False
     return True
+
+
+def rebases(ledger, old_source: str, new_source: str) -> list[Proposal]:
+    """After the head moved from `old_source` to `new_source` (a peer's): each of our own keeps whose
+    change the old head still carried and the new head lacks, as a proposal on the new head
+    (re-measured there, like any other)."""
+    old_block, new_block = read_block(old_source), read_block(new_source)
+    proposals = []
+    for row in ledger.experiments():
+        if row["status"] != Status.KEEP or row["proposer"] in ("adoption", "ablation") or not row["parent"]:
+            continue
+        kept = changed_names(ledger.state_source(row["parent"]) or "", ledger.state_source(row["state"]) or "")
+        changes = {k: new for k, (_, new) in kept.items()
+                   if old_block.get(k) == new and k in new_block and new_block[k] != new}
+        if changes:
+            proposals.append(Proposal(write_block(new_source, changes), f"rebase: {row['description']}"[:200]))
+    return proposals

@@ -26,6 +26,21 @@ def read_block(source: str) -> dict:
     return {name: entry.value for name, entry in _parse_block(split_lines(source)).items()}
 
 
+def changed(before: str, after: str) -> dict[str, tuple]:
+    """name -> (old, new) for each hyperparameter `after` sets differently from `before` (old None:
+    a name `before` lacks). Raises ValueError if either text has no readable block."""
+    old, new = read_block(before), read_block(after)
+    return {k: (old.get(k), v) for k, v in new.items() if k not in old or old[k] != v}
+
+
+def changed_names(before: str, after: str) -> dict[str, tuple]:
+    """`changed`, or {} when either text has no readable block (nothing we can name changed)."""
+    try:
+        return changed(before, after)
+    except ValueError:
+        return {}
+
+
 def write_block(source: str, changes: dict) -> str:
     """`source` with the literals of the names in `changes` replaced; everything else untouched.
 

@@ -10,20 +10,21 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from dataclasses import dataclass, field
 
 import structlog
 import trio
 
-from .adoption import Offer, Outcome, Runs, Verdict, rank, reproduces
-from .budget import Budget
-from .claims import ClaimBook
-from .decision import PairedNoise, Rule, confirm, decide
-from .hparams import read_block, write_block
+from .adoption import Offer, Outcome, Runs, Verdict, rank, rebases, reproduces
+from .decision import PairedNoise, confirm, decide
+from .hearsay import Hearsay
+from .hparams import changed_names, read_block, write_block
 from .policy import check_change
 from .proposers.base import PastExperiment, Proposal, ProposalContext, ProposerError, TransferCandidate
-from .runner import RunOutcome
-from .workspace import Workspace, make_diff, state_hash
+from .lab import Lab
+from .records import Ablation, ExperimentRecord, Head, LoopSettings, Observer, vals
+from .target import tier_baseline
+from ..messages import state_hash
+from .workspace import Workspace, make_diff
 from ..status import Status
 
 log = structlog.get_logger("swarm_node.loop")
@@ -32,134 +33,48 @@ MAX_PROPOSAL_TRIES = 8
 MAX_QUEUED = 32  # rebase proposals and ablations waiting (oldest dropped)
 
 
-def tier_baseline(target_train: str, overrides: dict | None) -> str:
-    """The target's train.py with the tier's model size, for the names this target has: where a
-    node of that tier starts, and what its policy compares every state with."""
-    block = read_block(target_train)
-    return write_block(target_train, {k: v for k, v in (overrides or {}).items() if k in block})
-
-
 class BaselineFailed(RuntimeError):
     """The unmodified target does not run here: nothing can be compared against it."""
 
 
-@dataclass
-class LoopSettings:
-    budget: Budget
-    tier: str
-    role: str
-    bench: str  # the benchmark key, JSON, as stored in the ledger
-    space: dict
-    program: str = ""
-    policy: str = "hparams"
-    decision_seeds: tuple[int, ...] = (0, 1, 2)  # every candidate and the head run on these
-    confirm_seeds: tuple[int, ...] = (3, 4)  # fresh seeds that confirm a keep
-    rule: Rule = field(default_factory=Rule)
-    prior_sd: float | None = None  # the paired-difference SD to assume before history (else from the baseline)
-    confirm: bool = True
-    repro_tolerance: float = 1e-4  # |re-run - claimed| allowed when verifying a peer (decision.REPRO_TOLERANCE)
-    ablate_every: int | None = 4  # run a pending ablation after this many own experiments (and when idle)
-    seed: int = 0  # proposers' random seed (and the verifier's choice of seed)
-
-    @property
-    def seeds(self) -> tuple[int, ...]:
-        """All the seeds a head is known on."""
-        return self.decision_seeds + (self.confirm_seeds if self.confirm else ())
-
-    def __post_init__(self):
-        if set(self.decision_seeds) & set(self.confirm_seeds):
-            raise ValueError("confirmation seeds must be fresh: none of them may be a decision seed")
-
-
-@dataclass
-class ExperimentRecord:
-    id: int
-    state: str
-    parent: str | None
-    description: str
-    proposer: str
-    status: str
-    val_bpb: float | None
-    test_bpb: float | None
-    seeds: list[int]
-    diff: str
-    hparams: dict
-    reason: str = ""
-    memory_gb: float | None = None
-    source: str = "local"
-    author: str = "local"
-    runs: Runs = field(default_factory=dict)  # seed -> (val_bpb, test_bpb), every run that finished
-    improvement: float | None = None  # mean paired improvement over the head, every seed compared
-    se: float | None = None  # its standard error, from the pooled paired noise
-
-
-class Observer:
-    """What the loop tells the outside world; the CLI draws progress, the node publishes."""
-
-    async def experiment_started(self, record: ExperimentRecord, budget: Budget) -> None: ...
-    async def run_started(self, record: ExperimentRecord, seed: int, budget: Budget) -> None: ...
-    async def experiment_finished(self, record: ExperimentRecord) -> None: ...
-    async def discovery(self, record: ExperimentRecord, noise: float) -> None: ...
-    async def effect(self, effect: dict) -> None: ...
-
-
-@dataclass
-class Head:
-    state: str
-    commit: str
-    runs: Runs  # on every seed of the settings
-
-    @property
-    def val_bpb(self) -> float:
-        return statistics.fmean(v for v, _ in self.runs.values())
-
-    @property
-    def test_bpb(self) -> float | None:
-        return _mean(t for _, t in self.runs.values())
-
-    def vals(self) -> dict[int, float]:
-        return {s: v for s, (v, _) in self.runs.items()}
-
-    def as_meta(self) -> dict:
-        return {"state": self.state, "commit": self.commit, "runs": {str(s): list(r) for s, r in self.runs.items()}}
-
-    @classmethod
-    def from_meta(cls, meta: dict) -> Head:
-        return cls(meta["state"], meta["commit"], {int(s): (r[0], r[1]) for s, r in meta["runs"].items()})
-
-
-@dataclass(frozen=True)
-class Ablation:
-    """Measure what one name of a kept multi-change state contributes: revert it, pair with the state."""
-
-    state: str
-    name: str
-    parent_value: object
-    value: object
-    parent: str
-
-
 class ResearchLoop:
     def __init__(self, *, ledger, workspace: Workspace, runner, proposers: list, settings: LoopSettings,
-                 observer: Observer | None = None, author: str = "local"):
+                 observer: Observer | None = None, author: str = "local", hearsay: Hearsay | None = None):
+        """`hearsay`: what peers tell this node (a node's clock and trust); alone, nobody tells it anything."""
         self.ledger = ledger
         self.workspace = workspace
         self.runner = runner
         self.proposers = proposers
         self.settings = settings
+        self.lab = Lab(ledger, workspace, runner, settings, hearsay or Hearsay(ttl_s=settings.budget.max_seconds))
+        self.hearsay = self.lab.hearsay
         self.observer = observer or Observer()
         self.author = author
         self.rng = random.Random(settings.seed)
         self.head: Head | None = None
         self.noise: PairedNoise | None = None
         self.transfers: list[TransferCandidate] = []
-        self.foreign_states: set[str] = ledger.foreign_states(settings.bench)  # measured by peers in this key, kept across restarts
-        self.claims = ClaimBook(ttl_s=4 * settings.budget.max_seconds + 60)  # a node sets its clock
-        self.reported = None  # optional (state, seed) -> (val, test, author) | None: a trusted peer's run
         self.rebases: list[Proposal] = []  # own kept changes a new head lacks, to re-measure on it
         self.ablations: list[Ablation] = []
         self._since_ablation = 0  # own experiments since the last ablation
         self.finished = 0  # own experiments run by this process (not the baseline, not adoptions)
+
+    @property
+    def observer(self) -> Observer:
+        return self.lab.observer
+
+    @observer.setter
+    def observer(self, observer: Observer) -> None:
+        self.lab.observer = observer
+
+    @property
+    def author(self) -> str:
+        """Who this node is to its peers: its libp2p peer id in a swarm, "local" alone."""
+        return self.lab.author
+
+    @author.setter
+    def author(self, author: str) -> None:
+        self.lab.author = author
 
     # --- start-up -------------------------------------------------------------------------------
 
@@ -197,17 +112,17 @@ class ResearchLoop:
         source = self.workspace.read_train()
         commit = await trio.to_thread.run_sync(self.workspace.head_commit)
         self.ledger.add_state(state_hash(source), source, None, self.author)
-        record = self._new_record(Proposal(source, description), "baseline", parent=None, diff="")
-        record.id = self._start(record, commit)
+        record = self.lab.record(Proposal(source, description), "baseline", parent=None, diff="")
+        record.id = self.lab.start(record, commit)
         await self.observer.experiment_started(record, s.budget)
-        crash = await self._measure(record, s.seeds)
+        crash = await self.lab.measure(record, s.seeds)
         if crash is not None:
-            self._finish(record, Status.CRASH, reason=crash.reason)
+            self.lab.finish(record, Status.CRASH, reason=crash.reason)
             raise BaselineFailed(f"the baseline train.py crashed ({crash.reason}); last output:\n{crash.output_tail[-1500:]}")
         vals = [v for v, _ in record.runs.values()]
         self.noise = PairedNoise(prior_sd=s.prior_sd) if s.prior_sd is not None else PairedNoise.from_baseline(vals)
         self.head = Head(record.state, commit, dict(record.runs))
-        self._finish(record, Status.BASELINE, reason=f"prior SD of paired differences {self.noise.sd:.4f} "
+        self.lab.finish(record, Status.BASELINE, reason=f"prior SD of paired differences {self.noise.sd:.4f} "
                      f"from {len(vals)} seeds", meta=self._meta())
         log.info("baseline measured", val_bpb=round(self.head.val_bpb, 4), seeds=list(s.seeds),
                  prior_sd=round(self.noise.sd, 4))
@@ -222,9 +137,9 @@ class ResearchLoop:
         """States not to measure now: ours, peers' results and, while they last, peers' claims."""
         known = self.ledger.measured_states() | {self.head.state}
         if respect_peers:
-            known |= self.foreign_states
+            known |= self.hearsay.measured
         if respect_claims:
-            known |= self.claims.live()
+            known |= self.hearsay.claims.live()
         return known
 
     def history(self, limit: int = 200) -> list[PastExperiment]:
@@ -277,17 +192,6 @@ class ResearchLoop:
                 return proposal, proposer.name
         return None
 
-    def _new_record(self, proposal: Proposal, proposer: str, *, parent: str | None, diff: str,
-                    source: str = "local", author: str | None = None) -> ExperimentRecord:
-        try:
-            hparams = read_block(proposal.train_py)
-        except ValueError:
-            hparams = {}
-        return ExperimentRecord(id=0, state=state_hash(proposal.train_py), parent=parent,
-                                description=proposal.description, proposer=proposer, status=Status.RUNNING,
-                                val_bpb=None, test_bpb=None, seeds=[], diff=diff, hparams=hparams,
-                                source=source, author=author or self.author)
-
     # --- one experiment -------------------------------------------------------------------------
 
     async def step(self) -> ExperimentRecord | None:
@@ -304,14 +208,14 @@ class ResearchLoop:
             proposal, proposer = picked
             strikes[proposer] = strikes.get(proposer, 0) + 1
             head_src = self.workspace.read_train()
-            record = self._new_record(proposal, proposer, parent=self.head.state,
+            record = self.lab.record(proposal, proposer, parent=self.head.state,
                                       diff=make_diff(head_src, proposal.train_py))
             if record.state in self.known_states(respect_claims=False, respect_peers=False):
                 log.info("skipping a state already measured", state=record.state[:12], proposer=proposer)
                 continue
             reason = check_change(head_src, proposal.train_py, mode=self.settings.policy, space=self.settings.space)
             if reason:
-                self._refuse(record, reason)
+                self.lab.refuse(record, reason)
                 continue
             self._since_ablation += 1
             return await self._experiment(record, proposal.train_py)
@@ -321,42 +225,26 @@ class ResearchLoop:
             return await self._ablate(self.ablations.pop(0))
         return None
 
-    def _refuse(self, record: ExperimentRecord, reason: str) -> None:
-        """A proposal that breaks the policy is recorded with its reason and never run."""
-        record.id = self._start(record, None)
-        record.status, record.reason = Status.REFUSED, reason
-        self.ledger.finish_experiment(record.id, status=Status.REFUSED, val_bpb=None, test_bpb=None,
-                                      memory_gb=None, seeds=[], reason=reason)
-        log.warning("proposal refused by the diff policy", proposer=record.proposer,
-                    description=record.description, reason=reason)
-
-    def _start(self, record: ExperimentRecord, commit: str | None) -> int:
-        return self.ledger.start_experiment(
-            state=record.state, parent=record.parent, description=record.description, proposer=record.proposer,
-            diff=record.diff, tier=self.settings.tier, bench=self.settings.bench, commit_sha=commit,
-            source=record.source)
-
     async def _experiment(self, record: ExperimentRecord, source: str) -> ExperimentRecord:
         s = self.settings
-        commit = await trio.to_thread.run_sync(self.workspace.commit, source, record.description)
-        self.ledger.add_state(record.state, source, record.parent, record.author)
-        record.id = self._start(record, commit)
+        commit = await self.lab.commit(record, source)
+        self.finished += 1
         await self.observer.experiment_started(record, s.budget)
         head = self.head.vals()
         differences: list[float] = []
-        crash = await self._measure(record, s.decision_seeds)
+        crash = await self.lab.measure(record, s.decision_seeds)
         if crash is not None:
             status, reason = Status.CRASH, crash.reason
         else:
-            decision = decide(head, _vals(record.runs), s.decision_seeds, self.noise, s.rule)
+            decision = decide(head, vals(record.runs), s.decision_seeds, self.noise, s.rule)
             differences += decision.differences
             status, reason = (Status.KEEP if decision.passed else Status.DISCARD), decision.describe()
             if decision.passed and s.confirm and s.confirm_seeds:
-                crash = await self._measure(record, s.confirm_seeds)
+                crash = await self.lab.measure(record, s.confirm_seeds)
                 if crash is not None:
                     status, reason = Status.DISCARD, f"a confirmation run crashed: {crash.reason}"
                 else:
-                    check = confirm(head, _vals(record.runs), s.confirm_seeds, self.noise, s.rule)
+                    check = confirm(head, vals(record.runs), s.confirm_seeds, self.noise, s.rule)
                     differences += check.differences
                     status = Status.KEEP if check.passed else Status.DISCARD
                     reason += f"; fresh seeds {'confirm' if check.passed else 'do not confirm'}: " \
@@ -368,10 +256,10 @@ class ResearchLoop:
         parent = self.head
         if status == Status.KEEP:
             self.head = Head(record.state, commit, dict(record.runs))
-        self._finish(record, status, reason=reason, meta=self._meta())
+        self.lab.finish(record, status, reason=reason, meta=self._meta())
         if status != Status.KEEP:
             await trio.to_thread.run_sync(self.workspace.reset_to, self.head.commit)
-        log.info("experiment", id=record.id, status=status, val_bpb=_round(record.val_bpb),
+        log.info("experiment", id=record.id, status=status, val_bpb=record.val_bpb and round(record.val_bpb, 4),
                  best=round(self.head.val_bpb, 4), description=record.description, reason=reason)
         await self.observer.experiment_finished(record)
         if status == Status.KEEP:
@@ -379,51 +267,15 @@ class ResearchLoop:
             await self.observer.discovery(record, self.noise.sd)
         return record
 
-    async def _measure(self, record: ExperimentRecord, seeds) -> RunOutcome | None:
-        """Run (or reuse a trusted peer's report of) each seed in turn; the first crash, or None."""
-        for seed in seeds:
-            if seed in record.runs:
-                continue
-            outcome = await self._run(record, seed)
-            if outcome.status != "ok":
-                return outcome
-            record.runs[seed] = (outcome.val_bpb, outcome.test_bpb)
-        return None
-
-    async def _run(self, record: ExperimentRecord, seed: int, *, reuse: bool = True) -> RunOutcome:
-        """One run; `reuse`: a trusted peer's report of this (state, seed) stands in for it (never when
-        the run is the verification of a claim: then the claim itself would be the report)."""
-        run_id = self.ledger.start_run(record.id, seed)
-        record.seeds.append(seed)
-        reported = self.reported(record.state, seed) if self.reported is not None and reuse else None
-        if reported is not None:  # runs are reproducible: a trusted peer's (state, seed) is a fact
-            val, test, author = reported
-            outcome = RunOutcome(status="ok", val_bpb=val, test_bpb=test, output_tail=f"reported by {author}")
-        else:
-            await self.observer.run_started(record, seed, self.settings.budget)
-            outcome = await self.runner.measure(self.workspace.read_train(), seed)
-        self.ledger.finish_run(run_id, outcome)
-        if outcome.status != "ok":
-            log.warning("run crashed", id=record.id, seed=seed, reason=outcome.reason)
-        elif outcome.peak_memory_mb is not None:
-            record.memory_gb = max(record.memory_gb or 0.0, round(outcome.peak_memory_mb / 1024, 2))
-        return outcome
-
-    def _finish(self, record: ExperimentRecord, status: str, *, reason: str, meta: dict | None = None) -> None:
-        record.status, record.reason = status, reason
-        record.val_bpb = _mean(v for v, _ in record.runs.values())
-        record.test_bpb = _mean(t for _, t in record.runs.values())
-        self.ledger.finish_experiment(record.id, status=status, val_bpb=record.val_bpb,
-                                      test_bpb=record.test_bpb, memory_gb=record.memory_gb,
-                                      seeds=record.seeds, reason=reason, meta=meta)
-        if record.proposer not in ("baseline", "adoption", "ablation"):
-            self.finished += 1
+    def offer_head(self, author: str) -> None:
+        """Our head into the register of our benchmark key (what peers' `best` requests are answered with)."""
+        self.ledger.offer_best(self.settings.bench, self.head.state, self.head.val_bpb, self.head.test_bpb, author)
 
     # --- honest credit --------------------------------------------------------------------------
 
     async def _credit(self, record: ExperimentRecord, parent: Head, differences: list[float]) -> None:
         """A keep that changed one name measured that name's effect; a combined keep queues ablations."""
-        changed = _changed(self.ledger.state_source(parent.state) or "", self.workspace.read_train())
+        changed = changed_names(self.ledger.state_source(parent.state) or "", self.workspace.read_train())
         if len(changed) == 1:
             (name, (old, new)), = changed.items()
             se = self.noise.sd / len(differences) ** 0.5
@@ -449,20 +301,18 @@ class ResearchLoop:
         if kept_source is None or kept is None:
             return None
         source = write_block(kept_source, {job.name: job.parent_value})
-        record = self._new_record(Proposal(source, f"ablation: {job.name} back to {job.parent_value!r}"),
+        record = self.lab.record(Proposal(source, f"ablation: {job.name} back to {job.parent_value!r}"),
                                   "ablation", parent=job.state, diff=make_diff(kept_source, source))
-        commit = await trio.to_thread.run_sync(self.workspace.commit, source, record.description)
-        self.ledger.add_state(record.state, source, job.state, self.author)
-        record.id = self._start(record, commit)
+        await self.lab.commit(record, source)
         await self.observer.experiment_started(record, s.budget)
-        crash = await self._measure(record, s.decision_seeds)
+        crash = await self.lab.measure(record, s.decision_seeds)
         reason = f"a run crashed: {crash.reason}" if crash else ""
         if crash is None:
             diffs = [record.runs[x][0] - kept[x] for x in s.decision_seeds]  # ablated - kept: what the name brings
             effect, se = statistics.fmean(diffs), self.noise.sd / len(diffs) ** 0.5
             self.noise.add(diffs)
             reason = f"{job.name}={job.value!r} brings {effect:+.4f} (SE {se:.4f}) over seeds {list(s.decision_seeds)}"
-        self._finish(record, Status.CRASH if crash else Status.DISCARD, reason=reason, meta=self._meta())
+        self.lab.finish(record, Status.CRASH if crash else Status.DISCARD, reason=reason, meta=self._meta())
         await trio.to_thread.run_sync(self.workspace.reset_to, self.head.commit)
         await self.observer.experiment_finished(record)
         if crash is None:
@@ -494,16 +344,15 @@ class ResearchLoop:
         if offer.state == self.head.state or not self.outranks_head(offer.runs, offer.state):
             return Outcome(Verdict.NOT_BETTER, "does not beat the head over this tier's seeds")
         head_src = self.workspace.read_train()
-        record = self._new_record(Proposal(offer.source, f"adopt {offer.author[:8]}: {offer.description}"),
+        record = self.lab.record(Proposal(offer.source, f"adopt {offer.author[:8]}: {offer.description}"),
                                   "adoption", parent=self.head.state, diff=make_diff(head_src, offer.source),
-                                  source=offer.state, author=offer.author)
-        commit = await trio.to_thread.run_sync(self.workspace.commit, offer.source, record.description)
-        record.id = self._start(record, commit)
+                                  origin=offer.state, author=offer.author)
+        commit = await self.lab.commit(record, offer.source, serve=False)
         runs = dict(offer.runs)
         if verify:
             seed = self.rng.choice(sorted(s.seeds))
             await self.observer.experiment_started(record, s.budget)
-            outcome = await self._run(record, seed, reuse=False)
+            outcome = await self.lab.run(record, seed, reuse=False)
             if outcome.status != "ok":
                 verdict, detail = Verdict.FAILED_TO_RUN, f"our re-run of seed {seed} failed here: {outcome.reason}"
             else:
@@ -524,48 +373,12 @@ class ResearchLoop:
             self.ledger.add_state(offer.state, offer.source, old.state, offer.author)
             self.head = Head(offer.state, commit, {x: runs[x] for x in s.seeds})
             record.runs = dict(self.head.runs)
-            self._queue_rebases(self.ledger.state_source(old.state) or "", offer.source)
-        self._finish(record, Status.ADOPTED if verdict is Verdict.ADOPTED else Status.REFUSED, reason=detail,
+            self.rebases += rebases(self.ledger, self.ledger.state_source(old.state) or "", offer.source)
+            del self.rebases[:-MAX_QUEUED]
+        self.lab.finish(record, Status.ADOPTED if verdict is Verdict.ADOPTED else Status.REFUSED, reason=detail,
                      meta=self._meta() if verdict is Verdict.ADOPTED else None)
         if verdict is not Verdict.ADOPTED:
             await trio.to_thread.run_sync(self.workspace.reset_to, self.head.commit)
         log.info("adoption", verdict=verdict.value, author=offer.author[:12], detail=detail)
         await self.observer.experiment_finished(record)
         return Outcome(verdict, detail, record, measured_runs)
-
-    def _queue_rebases(self, old_source: str, new_source: str) -> None:
-        """Each of our own keeps whose change our old head still carried and the new head lacks
-        becomes a proposal on the new head (re-measured there, like any other)."""
-        old_block, new_block = read_block(old_source), read_block(new_source)
-        for row in self.ledger.experiments():
-            if row["status"] != Status.KEEP or row["proposer"] in ("adoption", "ablation") or not row["parent"]:
-                continue
-            changes = {k: new for k, (_, new) in _changed(self.ledger.state_source(row["parent"]) or "",
-                                                          self.ledger.state_source(row["state"]) or "").items()
-                       if old_block.get(k) == new and k in new_block and new_block[k] != new}
-            if changes:
-                source = write_block(new_source, changes)
-                self.rebases.append(Proposal(source, f"rebase: {row['description']}"[:200]))
-        del self.rebases[:-MAX_QUEUED]
-
-
-def _changed(parent_source: str, source: str) -> dict[str, tuple]:
-    """name -> (old, new) for the hyperparameters that differ between two train.py texts."""
-    try:
-        old, new = read_block(parent_source), read_block(source)
-    except ValueError:
-        return {}
-    return {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
-
-
-def _vals(runs: Runs) -> dict[int, float]:
-    return {s: v for s, (v, _) in runs.items()}
-
-
-def _mean(values) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.fmean(values) if values else None
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)

@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,14 +13,18 @@ import structlog
 from ..assets import load_config, target_dir
 from ..home import Home
 from ..ledger import Ledger
+from ..messages import BenchKey
+from ..standing import Standing
 from .budget import MODES, Budget
 from .decision import REPRO_TOLERANCE, Rule
 from .hardware import HardwareProfile, Tier, pick_tier, profile_for
-from .loop import LoopSettings, ResearchLoop
+from .hearsay import Hearsay
+from .loop import ResearchLoop
 from .proposers.evolve import EvolveProposer
 from .proposers.heuristic import HeuristicProposer
+from .records import LoopSettings
 from .runner import MEMORY_LIMIT_GB, SubprocessRunner
-from .target import Corpus, Target, bench_key, describe_bench
+from .target import Corpus, Target, bench_key, describe_bench, tier_baseline
 from .workspace import Workspace
 
 log = structlog.get_logger("swarm_node.session")
@@ -83,19 +87,23 @@ class Research:
     corpus: Corpus
     profile: HardwareProfile
     tier: Tier
-    bench: dict
+    bench: BenchKey
     loop: ResearchLoop
+    standing: Standing  # what this node thinks of each peer (unused by a node researching alone)
+    clock: object  # seconds, what claims expire and verification budgets refill by (the replay's is virtual)
 
     @property
-    def bench_json(self) -> str:
-        return json.dumps(self.bench, sort_keys=True)
+    def root_source(self) -> str:
+        """The target's train.py at this tier's size: where the node starts, what its policy compares with."""
+        return tier_baseline((self.target.dir / "train.py").read_text(), self.tier.baseline)
 
 
 def build(opts: Options, profile: HardwareProfile | None = None, runner=None, observer=None,
           author: str = "local", *, corpus: Corpus | None = None, tier: Tier | None = None,
-          space: dict | None = None, explore: list[str] | None = None) -> Research:
+          space: dict | None = None, explore: list[str] | None = None, clock=time.monotonic) -> Research:
     """The replay passes its own corpus, tier, space and explore list (from the table and the
-    scenario) so that 35 agents start without probing hardware or the corpus 35 times."""
+    scenario) so that 35 agents start without probing hardware or the corpus 35 times, and its
+    virtual clock."""
     home = Home.from_env(opts.home)
     target = resolve_target(opts.target)
     corpus = corpus or target.resolve_corpus(opts.data, home.root)
@@ -109,25 +117,29 @@ def build(opts: Options, profile: HardwareProfile | None = None, runner=None, ob
     bench = bench_key(target.name, corpus.sha256, budget, tier.name, device)
     ledger = Ledger(home.ledger)
     saved = ledger.get_meta("bench")
-    if saved is not None and saved != bench:
+    if saved is not None and saved != bench.model_dump():
         raise SetupError(
-            f"{home.root} holds research for another benchmark ({describe_bench(saved)}), not {describe_bench(bench)}: "
+            f"{home.root} holds research for another benchmark ({describe_bench(saved)}), "
+            f"not {describe_bench(bench.model_dump())}: "
             f"results are only comparable within one. Use another SWARM_NODE_HOME (or --home) for this one.")
-    ledger.set_meta("bench", bench)
+    ledger.set_meta("bench", bench.model_dump())
     if runner is None:
         runner = SubprocessRunner(home.workspace, budget=budget, corpus_path=corpus.path,
                                   corpus_sha256=corpus.sha256, expected_prepare_sha256=target.prepare_sha256,
                                   device=device, threads=opts.threads, memory_limit_gb=opts.memory_limit_gb,
                                   scratch=home.cache / "runs")
-    settings = LoopSettings(budget=budget, tier=tier.name, role=tier.role, bench=json.dumps(bench, sort_keys=True),
+    settings = LoopSettings(budget=budget, role=tier.role, bench=bench,
                             space=space or search_space(), program=_read_optional(target.dir / "program.md"),
                             policy=opts.policy, prior_sd=opts.prior_sd, rule=Rule(min_delta=opts.min_delta, t=opts.t),
                             repro_tolerance=REPRO_TOLERANCE[device], seed=opts.seed, decision_seeds=tuple(range(tier.seeds)),
                             confirm_seeds=tuple(range(tier.seeds, tier.seeds + tier.confirm_seeds)))
+    budgets = 4 * budget.max_seconds + 60  # "a few runs": how long claims last, how fast verifications refill
+    standing = Standing(refill_s=budgets, clock=clock)
+    hearsay = Hearsay(ttl_s=budgets, clock=clock, measured=ledger.foreign_states(bench), trusted=standing.proven)
     loop = ResearchLoop(ledger=ledger, workspace=Workspace(home.workspace), runner=runner,
                         proposers=make_proposers(opts.proposer, tier.role, opts.policy == "code", explore),
-                        settings=settings, observer=observer, author=author)
-    return Research(home, ledger, target, corpus, profile, tier, bench, loop)
+                        settings=settings, observer=observer, author=author, hearsay=hearsay)
+    return Research(home, ledger, target, corpus, profile, tier, bench, loop, standing, clock)
 
 
 def make_budget(opts: Options, tier: Tier) -> Budget:

@@ -14,7 +14,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..messages import BenchKey
 from .budget import Budget
+from .hparams import read_block, write_block
 from .workspace import file_sha256
 
 
@@ -52,14 +54,15 @@ class Target:
         return Corpus(path=Path(info["path"]), sha256=info["sha256"], name=info["name"], bytes=info["bytes"])
 
 
-def bench_key(target: str, corpus_sha256: str, budget: Budget, tier: str, device: str) -> dict:
+def bench_key(target: str, corpus_sha256: str, budget: Budget, tier: str, device: str) -> BenchKey:
     """Only experiments with the same key are ever compared: besides target, corpus, tier and
     budget, the device type and torch version are in it, since either can change a run's numbers."""
-    return {"target": target, "corpus": corpus_sha256, "tier": tier, "budget": int(round(budget.amount)),
-            "unit": budget.unit, "device": device, "torch": torch_version()}
+    return BenchKey(target=target, corpus=corpus_sha256, tier=tier, budget=int(round(budget.amount)),
+                    unit=budget.unit, device=device, torch=torch_version())
 
 
 def describe_bench(bench: dict) -> str:
+    """A benchmark key as stored in a ledger's meta (older ledgers lack some fields), for people."""
     unit = bench.get("unit", "seconds")  # a ledger from before compute budgets holds seconds
     amount = f"{bench['budget']:.3g} FLOPs" if unit == "flops" else f"{bench['budget']} s"
     return (f"target {bench['target']}, corpus {bench['corpus'][:12]}, tier {bench['tier']}, budget {amount}, "
@@ -74,3 +77,10 @@ def torch_version() -> str:
         return importlib.metadata.version("torch").split("+")[0]
     except importlib.metadata.PackageNotFoundError:
         return "none"
+
+
+def tier_baseline(target_train: str, overrides: dict | None) -> str:
+    """The target's train.py with the tier's model size, for the names this target has: where a
+    node of that tier starts, and what its policy compares every state with."""
+    block = read_block(target_train)
+    return write_block(target_train, {k: v for k, v in (overrides or {}).items() if k in block})

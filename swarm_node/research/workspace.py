@@ -13,7 +13,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..messages import state_hash  # noqa: F401  (one definition: the wire contract's)
 from .hparams import split_lines
 
 TARGET_FILES = ("prepare.py", "train.py", "program.md")

@@ -15,7 +15,7 @@ import os
 import anthropic
 
 from swarm_node.research import hparams
-from swarm_node.research.workspace import state_hash
+from swarm_node.messages import state_hash
 from swarm_node.research.proposers.base import (
     PastExperiment,
     Proposal,

@@ -7,7 +7,7 @@ experiment that came close) changed and adds one more mutation on top of the bes
 from __future__ import annotations
 
 from ..hparams import write_block
-from ..workspace import state_hash
+from ...messages import state_hash
 from .base import Proposal, ProposalContext
 from .heuristic import describe, grid_by_distance
 

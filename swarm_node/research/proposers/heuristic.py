@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterator
 
 from ..hparams import write_block
-from ..workspace import state_hash
+from ...messages import state_hash
 from .base import Proposal, ProposalContext
 
 
