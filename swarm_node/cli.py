@@ -27,7 +27,7 @@ def _research_args(p: argparse.ArgumentParser) -> None:
     from .research import budget, policy
     from .research.decision import Rule
     from .research.runner import MEMORY_LIMIT_GB
-    from .research.session import PROPOSERS, Options
+    from .research.setup import PROPOSERS, Options
     g = p.add_argument_group("research")
     g.add_argument("--budget", type=float, help="training budget of one run: FLOPs in compute mode (e.g. 2e11), "
                    "seconds in time mode (default: the tier's; see `swarm-node hardware`)")
@@ -165,7 +165,7 @@ def cmd_hardware(args) -> int:
 
 
 def _options(args):
-    from .research.session import Options
+    from .research.setup import Options
     return Options(home=args.home, data=args.data, budget=args.budget, budget_mode=args.budget_mode, tier=args.tier,
                    proposer=args.proposer, policy=args.policy, prior_sd=args.prior_sd, min_delta=args.min_delta, t=args.t,
                    device=args.device, threads=args.threads, seed=args.seed, target=args.target,
@@ -175,11 +175,11 @@ def _options(args):
 def cmd_run(args) -> int:
     from .progress import Progress
     from .report import write_results_tsv
-    from .research.session import build
+    from .research.setup import setup
 
     progress = Progress(args.max_experiments)
     logs.before_log = progress.clear if progress.tty else None
-    research = build(_options(args), observer=progress)
+    research = setup(_options(args), observer=progress)
     loop = research.loop
     log.info("solo research", tier=research.tier.name, role=research.tier.role,
              budget=_budget_label(research.bench.model_dump()), corpus=research.corpus.name, home=str(research.home.root))
@@ -220,7 +220,7 @@ def cmd_join(args) -> int:
     from .node import Node, NodeOptions
     from .progress import Progress
     from .research.loop import BaselineFailed
-    from .research.session import build
+    from .research.setup import setup
 
     if args.budget_mode == "time":
         print("error: --budget-mode time is for one dedicated machine researching alone (`swarm-node run --solo`): "
@@ -230,7 +230,7 @@ def cmd_join(args) -> int:
         return 2
     progress = Progress(args.max_experiments)
     logs.before_log = progress.clear if progress.tty else None
-    research = build(_options(args))
+    research = setup(_options(args))
     given = {"listen": args.listen, "presence_interval": args.presence_interval, "dashboard_host": args.dashboard_host}
     opts = NodeOptions(bootstrap=args.bootstrap, verify=args.verify, max_experiments=args.max_experiments,
                        dashboard_port=args.dashboard, **{k: v for k, v in given.items() if v is not None})
@@ -358,7 +358,7 @@ def _export_html(events_path, out, title: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logs.configure(json_lines=getattr(args, "log_json", False))
-    from .research.session import SetupError
+    from .research.setup import SetupError
     from .research.target import CorpusError
     from .research.loop import BaselineFailed
     from .research.runner import HarnessChanged

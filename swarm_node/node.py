@@ -26,7 +26,7 @@ from .peers import PeerExchange
 from .research.adoption import Verdict
 from .research.swarm import Intake, claim_message, result_message, share_keep
 from .research.records import ExperimentRecord, Observer
-from .research.session import Research
+from .research.setup import Research
 from .status import DECIDED
 
 log = structlog.get_logger("swarm_node.node")

@@ -61,7 +61,7 @@ def test_every_tier_is_a_compute_budget_and_a_model():
 
 
 def test_the_budget_of_a_run_comes_from_the_tier_or_the_options():
-    from swarm_node.research.session import Options, SetupError, make_budget
+    from swarm_node.research.setup import Options, SetupError, make_budget
     cpu = hardware.tiers()["cpu"]
     assert make_budget(Options(), cpu) == Budget("compute", cpu.budget_flops, cpu.max_seconds)
     assert make_budget(Options(budget=2e11, max_seconds=30), cpu) == Budget("compute", 2e11, 30)

@@ -5,7 +5,7 @@ import subprocess
 import trio
 
 from swarm_node.research.proposers.base import Proposal
-from swarm_node.research.session import Options, build
+from swarm_node.research.setup import Options, setup
 from swarm_node.research.workspace import Workspace
 from swarm_node.testing import ledger_rows, start_cli, stop_process, toy_target, wait_for
 
@@ -72,7 +72,7 @@ class CodeSneaker:
 
 
 def test_a_proposal_that_breaks_the_policy_is_refused_and_never_run(tmp_path):
-    research = build(Options(home=str(tmp_path / "home"), target=str(TOY_TARGET), tier="cpu", budget=1))
+    research = setup(Options(home=str(tmp_path / "home"), target=str(TOY_TARGET), tier="cpu", budget=1))
     loop = research.loop
     loop.proposers = [CodeSneaker(), *loop.proposers]
 
@@ -116,7 +116,7 @@ def test_claims_and_results_on_every_reachable_state_never_leave_the_loop_idle(t
     from swarm_node.research.proposers.heuristic import grid_by_distance
     from swarm_node.messages import state_hash
 
-    research = build(Options(home=str(tmp_path / "home"), target=str(TOY_TARGET), tier="cpu", budget=1))
+    research = setup(Options(home=str(tmp_path / "home"), target=str(TOY_TARGET), tier="cpu", budget=1))
     loop = research.loop
     loop.proposers = [p for p in loop.proposers if p.name == "heuristic"]  # it can reach only these states
     space = load_config("search_space")

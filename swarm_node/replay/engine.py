@@ -20,7 +20,7 @@ import trio
 from ..events import EventLog
 from ..node import Node, NodeOptions
 from ..research.hardware import HardwareProfile, Tier
-from ..research.session import Options, build
+from ..research.setup import Options, setup
 from ..research.target import Corpus
 from .analysis import solo_race
 from .clock import VirtualClock, current_agent
@@ -70,7 +70,7 @@ def _build_agent(spec: AgentSpec, out: Path, table: dict, oracle: TableOracle, c
                               ram_gb=0.0, torch="table")
     space = agent_space(table)
     runner = OracleRunner(oracle, clock, spec.name, spec.experiment_seconds, counter)
-    research = build(Options(home=str(home), seed=_seed_for(seed, spec.name)), profile=profile, runner=runner,
+    research = setup(Options(home=str(home), seed=_seed_for(seed, spec.name)), profile=profile, runner=runner,
                      corpus=corpus, tier=tier, space=space, explore=list(spec.explore), clock=clock.event_time)
     # A Presence floods all 35 hosts on this one core (about 0.5 s of CPU each) and the replay needs
     # none of it (agents dial whom the scenario says; the dashboard reads events): one per agent

@@ -27,7 +27,7 @@ from .runner import MEMORY_LIMIT_GB, SubprocessRunner
 from .target import Corpus, Target, bench_key, describe_bench, tier_baseline
 from .workspace import Workspace
 
-log = structlog.get_logger("swarm_node.session")
+log = structlog.get_logger("swarm_node.setup")
 
 PROPOSERS = ("heuristic", "evolve", "claude")
 
@@ -98,7 +98,7 @@ class Research:
         return tier_baseline((self.target.dir / "train.py").read_text(), self.tier.baseline)
 
 
-def build(opts: Options, profile: HardwareProfile | None = None, runner=None, observer=None,
+def setup(opts: Options, profile: HardwareProfile | None = None, runner=None, observer=None,
           author: str = "local", *, corpus: Corpus | None = None, tier: Tier | None = None,
           space: dict | None = None, explore: list[str] | None = None, clock=time.monotonic) -> Research:
     """The replay passes its own corpus, tier, space and explore list (from the table and the
