@@ -547,7 +547,7 @@ def test_source_encoding_code_execution_is_refused_and_never_runs(shared):
     assert set(s.node.reasons(s.coder)) == {r["reason"] for r in policy}, s.node.reasons(s.coder)
     for name, d in s.encoded.items():
         for table, column in (("discoveries", "state"), ("states", "hash"), ("experiments", "state"),
-                              ("experiments", "source")):
+                              ("experiments", "origin")):
             assert s.node.rows(f"SELECT 1 FROM {table} WHERE {column} = ?", (d.state,)) == [], (name, table)
     assert s.node.meta("head")["state"] == s.baseline
     time.sleep(1.0)  # the node is stopped: anything it started has finished
