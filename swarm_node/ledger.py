@@ -248,13 +248,22 @@ class Ledger:
 
     def record_foreign_state(self, *, state: str, bench: BenchKey, author: str, kind: str, status: str | None = None,
                              val_bpb: float | None = None) -> None:
+        """A peer's Result (kind "result") or Claim ("claim") in our key; a claim heard again is heard anew."""
+        verb = "REPLACE" if kind == "claim" else "IGNORE"
         with self.transaction() as tx:
-            tx.execute("INSERT OR IGNORE INTO foreign_states(state, bench, author, kind, status, val_bpb, ts)"
+            tx.execute(f"INSERT OR {verb} INTO foreign_states(state, bench, author, kind, status, val_bpb, ts)"
                        " VALUES (?,?,?,?,?,?,?)", (state, _key(bench), author, kind, status, val_bpb, time.time()))
 
-    def foreign_states(self, bench: BenchKey) -> set[str]:
-        rows = self.query("SELECT DISTINCT state FROM foreign_states WHERE bench = ?", (_key(bench),))
+    def measured_by_peers(self, bench: BenchKey) -> set[str]:
+        """States peers measured in our key (their results and discoveries): not measured again here."""
+        rows = self.query("SELECT state FROM foreign_states WHERE bench = ? AND kind = 'result'"
+                          " UNION SELECT state FROM discoveries WHERE bench = ?", (_key(bench), _key(bench)))
         return {r["state"] for r in rows}
+
+    def claims(self, bench: BenchKey, since: float) -> list[sqlite3.Row]:
+        """Peers' claims in our key heard since `since` (time.time()), oldest first: author, state, ts."""
+        return self.query("SELECT author, state, ts FROM foreign_states WHERE bench = ? AND kind = 'claim'"
+                          " AND ts >= ? ORDER BY ts", (_key(bench), since))
 
     def record_peer(self, p, *, now: float | None = None) -> bool:
         """Upsert a peer from its Presence; True when it was first seen now."""

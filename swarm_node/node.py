@@ -16,7 +16,7 @@ import trio
 
 from . import status_file
 from .events import EventLog, discovery_id
-from .messages import PRESENCE_TOPIC, Adoption, Best, Discovery, Presence, Result, state_hash
+from .messages import PRESENCE_TOPIC, Adoption, Best, Claim, Discovery, Presence, Result, state_hash
 from .p2p.identity import load_or_create_identity
 from .p2p.network import SwarmNetwork
 from .p2p.offenses import OFFENSES as NETWORK_OFFENSES
@@ -215,7 +215,9 @@ class Node:
                     if (msg.author, discovery_id(b.bench.tier, b.state)) not in self._seen_holding
                     and self.ledger.discovery(b.bench.tier, b.state)]
             return self.ledger.record_peer(msg), held
-        if isinstance(msg, Result) and msg.bench == self.bench:
+        if isinstance(msg, Claim) and msg.bench == self.bench:
+            self.ledger.record_foreign_state(state=msg.state, bench=self.bench, author=msg.author, kind="claim")
+        elif isinstance(msg, Result) and msg.bench == self.bench:
             self.ledger.record_foreign_state(state=msg.state, bench=self.bench, author=msg.author,
                                              kind="result", status=msg.status, val_bpb=msg.val_bpb)
         elif isinstance(msg, Discovery):

@@ -134,3 +134,24 @@ def test_claims_and_results_on_every_reachable_state_never_leave_the_loop_idle(t
 
     record = trio.run(main)
     assert record is not None and record.status in ("keep", "discard", "crash")
+
+
+def test_peers_claims_and_results_outlive_a_restart_until_they_expire(tmp_path):
+    """What peers said about states of our key is in the ledger: a restarted node still skips the
+    states they measured and, until each claim expires, the states they claimed."""
+    opts = Options(home=str(tmp_path / "home"), target=str(TOY_TARGET), tier="cpu", budget=1)
+    first = setup(opts)
+    bench, ledger = first.bench, first.ledger
+    ledger.record_foreign_state(state="m" * 64, bench=bench, author="peer", kind="result", status="discard",
+                                val_bpb=2.5)
+    ledger.record_foreign_state(state="c" * 64, bench=bench, author="peer", kind="claim")
+    ledger.record_foreign_state(state="old" + "c" * 61, bench=bench, author="peer", kind="claim")
+    ttl = first.loop.hearsay.claims.ttl_s
+    with ledger.transaction() as tx:  # heard longer ago than a claim lasts
+        tx.execute("UPDATE foreign_states SET ts = ts - ? WHERE state LIKE 'old%'", (ttl + 1,))
+    other = bench.model_copy(update={"tier": "gpu-large"})
+    ledger.record_foreign_state(state="x" * 64, bench=other, author="peer", kind="claim")  # another key's
+
+    again = setup(opts).loop.hearsay
+    assert again.measured == {"m" * 64}  # a claim is not a measurement
+    assert again.claims.live() == {"c" * 64}

@@ -51,10 +51,11 @@ class ClaimBook:
         self._claims: OrderedDict[tuple[str, str], float] = OrderedDict()  # (peer, state) -> when heard, oldest first
         self._by_peer: dict[str, OrderedDict[str, None]] = {}  # each peer's live claims, oldest first
 
-    def add(self, peer: str, state: str) -> None:
+    def add(self, peer: str, state: str, age: float = 0.0) -> None:
+        """`age`: seconds since the claim was heard (a claim reloaded after a restart); add oldest first."""
         self._drop((peer, state))  # a repeat moves to the end
         mine = self._by_peer.setdefault(peer, OrderedDict())
-        self._claims[(peer, state)] = self.clock()
+        self._claims[(peer, state)] = self.clock() - age
         mine[state] = None
         while len(mine) > CLAIMS_PER_PEER:
             self._drop((peer, next(iter(mine))))

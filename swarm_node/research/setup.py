@@ -135,7 +135,10 @@ def setup(opts: Options, profile: HardwareProfile | None = None, runner=None, ob
                             confirm_seeds=tuple(range(tier.seeds, tier.seeds + tier.confirm_seeds)))
     budgets = 4 * budget.max_seconds + 60  # "a few runs": how long claims last, how fast verifications refill
     standing = Standing(refill_s=budgets, clock=clock)
-    hearsay = Hearsay(ttl_s=budgets, clock=clock, measured=ledger.foreign_states(bench), trusted=standing.proven)
+    hearsay = Hearsay(ttl_s=budgets, clock=clock, measured=ledger.measured_by_peers(bench), trusted=standing.proven)
+    now = time.time()
+    for claim in ledger.claims(bench, since=now - budgets):  # a restart forgets no live claim
+        hearsay.claims.add(claim["author"], claim["state"], age=now - claim["ts"])
     loop = ResearchLoop(ledger=ledger, workspace=Workspace(home.workspace), runner=runner,
                         proposers=make_proposers(opts.proposer, tier.role, opts.policy == "code", explore),
                         settings=settings, observer=observer, author=author, hearsay=hearsay)
