@@ -1,7 +1,8 @@
 """The keep/discard loop: propose, check policy, commit, measure on several seeds, decide, record.
 
-One experiment at a time; between experiments the loop takes in peers' discoveries (the node
-feeds them through `adopt`), so the workspace is never touched by two things at once. Runs are
+One experiment at a time; between experiments the loop takes in peers' discoveries (the intake,
+research/swarm.py, feeds them through `adopt`), so the workspace is never touched by two things
+at once. Running and recording each run is lab.py's. Runs are
 reproducible (a compute budget), so a (state, seed) pair is a fact: the head keeps its per-seed
 values and every decision pairs a candidate with the head on the same seeds (decision.py).
 """

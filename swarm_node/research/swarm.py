@@ -19,7 +19,7 @@ import structlog
 
 from ..messages import Adoption, BenchKey, Claim, Discovery, Result, SeedRun
 from .adoption import Offer, Runs, Verdict, admit
-from .hparams import changed, read_block
+from .hparams import changed_names, read_block
 from .policy import check_change, check_value, diff_reason
 from .proposers.base import TransferCandidate
 from .records import ExperimentRecord
@@ -53,20 +53,18 @@ def result_message(record: ExperimentRecord, author: str, bench: BenchKey) -> Re
 
 
 def discovery_message(record: ExperimentRecord, parent_source: str, source: str, author: str, bench: BenchKey,
-              noise: float) -> Discovery:
+                      noise: float) -> Discovery:
     """A keep (`source`, kept on `parent_source`) as peers receive it: the diff from its parent,
     per-seed runs, the pooled paired noise, and the hyperparameters it changed (what other tiers
     may transfer)."""
-    try:
-        hparams = {k: new for k, (_, new) in changed(parent_source, source).items()}
-    except ValueError:  # a code change outside the block: nothing another tier could transfer
-        hparams = {}
+    hparams = {k: new for k, (_, new) in changed_names(parent_source, source).items()}
     return Discovery(author=author, ts=time.time(), bench=bench, state=record.state, parent=record.parent,
                      diff=record.diff, val_bpb=record.val_bpb, test_bpb=record.test_bpb, runs=seed_runs(record.runs),
                      noise=noise, description=record.description[:DESCRIPTION_CHARS], hparams=hparams)
 
 
-def adoption_message(author: str, bench: BenchKey, discovery_state: str, head, verified: bool, measured: Runs) -> Adoption:
+def adoption_message(author: str, bench: BenchKey, discovery_state: str, head, verified: bool,
+                     measured: Runs) -> Adoption:
     """`head`: our head after taking the discovery; its value is only ours to state if we verified it."""
     return Adoption(author=author, ts=time.time(), bench=bench, discovery_state=discovery_state, state=head.state,
                     val_bpb=head.val_bpb if verified else None, verified=verified, runs=seed_runs(measured))
@@ -77,7 +75,7 @@ def share_keep(loop, record: ExperimentRecord, noise: float) -> Discovery:
     and offered to our register. Only a node in a swarm shares: its author is a peer id."""
     ledger = loop.ledger
     d = discovery_message(record, ledger.state_source(record.parent) or "", ledger.state_source(record.state) or "",
-                  loop.author, loop.settings.bench, noise)
+                          loop.author, loop.settings.bench, noise)
     ledger.record_discovery(d, received_from=loop.author, message_id="own:" + d.state)
     loop.offer_head(loop.author)
     return d
