@@ -84,8 +84,7 @@ class Node:
                                 quotas=opts.quotas,  # None (the replay, paced by its clock): no gossip budgets
                                 forward_rate=FORWARD_RATE if opts.quotas is not None else 1000.0)
         self.peer_id = self.net.peer_id
-        self.loop.author = self.peer_id
-        self.loop.observer = Publisher(self, observer or Observer())
+        self.loop.join_swarm(self.peer_id, Publisher(self, observer or Observer()))
         self.delivery = delivery or Delivery()
         self.name = name
         self.shared_events = events is not None

@@ -54,7 +54,7 @@ class Network:
 
 def intake(tmp_path, network, clock=None):
     loop, runner = make_loop(tmp_path)
-    loop.author = ME  # a node in a swarm: its author is a peer id
+    loop.join_swarm(ME, loop.observer)  # a node in a swarm: its author is a peer id
     standing = Standing(refill_s=100.0, clock=clock or Clock())
     return Intake(loop, standing, network, root_source=BASE, sized=["N_LAYER", "N_EMBD"]), runner
 

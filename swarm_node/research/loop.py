@@ -49,8 +49,7 @@ class ResearchLoop:
         self.settings = settings
         self.lab = Lab(ledger, workspace, runner, settings, hearsay or Hearsay(ttl_s=settings.budget.max_seconds))
         self.hearsay = self.lab.hearsay
-        self.observer = observer or Observer()
-        self.author = author
+        self.lab.observer, self.lab.author = observer or Observer(), author
         self.rng = random.Random(settings.seed)
         self.head: Head | None = None
         self.noise: PairedNoise | None = None
@@ -64,18 +63,15 @@ class ResearchLoop:
     def observer(self) -> Observer:
         return self.lab.observer
 
-    @observer.setter
-    def observer(self, observer: Observer) -> None:
-        self.lab.observer = observer
-
     @property
     def author(self) -> str:
         """Who this node is to its peers: its libp2p peer id in a swarm, "local" alone."""
         return self.lab.author
 
-    @author.setter
-    def author(self, author: str) -> None:
-        self.lab.author = author
+    def join_swarm(self, author: str, observer: Observer) -> None:
+        """The loop of a node in a swarm: its peer id is the author of what it measures, and
+        `observer` tells the swarm what it does."""
+        self.lab.author, self.lab.observer = author, observer
 
     # --- start-up -------------------------------------------------------------------------------
 
