@@ -17,13 +17,16 @@ import httpx
 import pytest
 import trio
 
-from swarm_node.dashboard.app import create_app
+from swarm_node.dashboard.app import STATIC, create_app, page_scripts
 from swarm_node.dashboard.command import add_dashboard_parser, export_html, source_for
 from swarm_node.dashboard.server import serve
 from swarm_node.dashboard.sources import FileSource, LiveSource
 from swarm_node.events import EventLog
 
 REPO = Path(__file__).resolve().parent.parent
+# the model's files (the page's state, no drawing), in the order the page loads them
+MODEL_FILES = [str(STATIC / name) for name in page_scripts() if name.startswith("model-")]
+LOAD_MODEL = "global.window = {}; for (const file of process.argv.slice(1)) require(file);\n"  # node -e, MODEL_FILES
 
 
 def line(event: dict) -> str:
@@ -143,9 +146,13 @@ def test_page_static_files_and_json_api(tmp_path):
         page = await client.get("/")
         assert page.status_code == 200
         assert '<link rel="icon" href="data:,">' in page.text
-        for asset in ("static/app.js", "static/model.js", "static/style.css",
-                      "static/vendor/cytoscape/cytoscape.min.js", "static/vendor/uplot/uPlot.iife.min.js",
-                      "static/vendor/uplot/uPlot.min.css"):
+        scripts = page_scripts()
+        # the page loads every script of static/, each once, the libraries and the model before the app
+        assert sorted(scripts) == sorted(p.relative_to(STATIC).as_posix() for p in STATIC.rglob("*.js"))
+        assert scripts[:2] == ["vendor/uplot/uPlot.iife.min.js", "vendor/cytoscape/cytoscape.min.js"]
+        assert scripts[-1] == "app.js" and len(MODEL_FILES) > 1
+        assert max(scripts.index(f) for f in scripts if f.startswith("model-")) < scripts.index("app-base.js")
+        for asset in ["static/" + name for name in scripts] + ["static/style.css", "static/vendor/uplot/uPlot.min.css"]:
             assert f'"{asset}"' in page.text
             assert (await client.get("/" + asset)).status_code == 200, asset
         assert (await client.get("/static/nope.js")).status_code == 404
@@ -438,7 +445,10 @@ def test_export_is_one_self_contained_file(tmp_path):
     assert 'src="static/' not in html and 'href="static/' not in html
     scripts = ScriptReader()
     scripts.feed(html)
-    assert len(scripts.found) == 5  # the events, uPlot, cytoscape, model.js, app.js: the diff did not end one early
+    # the events, then each script of the page in its order: the diff did not end one early
+    assert len(scripts.found) == 1 + len(page_scripts())
+    assert [text.strip("\n") for _, text in scripts.found[1:]] == [
+        (STATIC / name).read_text(encoding="utf-8").replace("</script", "<\\/script").strip("\n") for name in page_scripts()]
     attrs, text = scripts.found[0]
     assert attrs == {"id": "swarm-data", "type": "application/json"}
     data = json.loads(text)
@@ -448,7 +458,7 @@ def test_export_is_one_self_contained_file(tmp_path):
 
 
 def test_page_model_measures_spread_and_lineage():
-    """model.js (the page's state) run under node: reach, time to 50 % / 100 %, the lineage of a best."""
+    """The model (model-*.js: the page's state) under node: reach, time to 50 % / 100 %, the lineage of a best."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
@@ -468,9 +478,7 @@ def test_page_model_measures_spread_and_lineage():
         {"type": "reject", "t": 31, "wall": 32, "peer": "a", "from": "d", "reason": "code"},
         {"type": "leave", "t": 40, "wall": 41, "peer": "c"},
     ]
-    script = """
-    global.window = {};
-    require(process.argv[1]);
+    script = LOAD_MODEL + """
     const m = new window.SwarmModel.Swarm();
     for (const e of JSON.parse(require('fs').readFileSync(0, 'utf8'))) m.apply(e);
     const d = m.discoveries.get('1'.repeat(64));
@@ -478,7 +486,7 @@ def test_page_model_measures_spread_and_lineage():
       share: m.share(d), best: m.best.get('cpu'), lineage: m.lineage('cpu').chain.map(s => s.state[0]),
       trajectory: m.trajectory.get('cpu'), via: [...d.via]}));
     """
-    out = subprocess.run([node, "-e", script, str(REPO / "swarm_node/dashboard/static/model.js")],
+    out = subprocess.run([node, "-e", script, *MODEL_FILES],
                          input=json.dumps(events), capture_output=True, text=True, timeout=30, check=True)
     seen = json.loads(out.stdout)
     assert seen["t50"] == 1 and seen["t100"] == 10  # 2 of 4 peers after 1 s, all 4 (d adopted) after 10 s
@@ -495,14 +503,13 @@ def _run_model(script: str, data) -> dict:
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
-    out = subprocess.run([node, "-e", "global.window = {}; require(process.argv[1]);\n" + script,
-                          str(REPO / "swarm_node/dashboard/static/model.js")],
+    out = subprocess.run([node, "-e", LOAD_MODEL + script, *MODEL_FILES],
                          input=json.dumps(data), capture_output=True, text=True, timeout=30, check=True)
     return json.loads(out.stdout)
 
 
 def test_page_model_measures_real_gossip_delivery_from_wall():
-    """A replay's virtual clock puts every receipt at a window's end (t=300): one step. model.js
+    """A replay's virtual clock puts every receipt at a window's end (t=300): one step. The model
     measures the real delivery from `wall`: ms from the first discovery event to each peer's first
     receipt by gossip (not one inferred from its register), and when 50 % / 100 % of the peers had it."""
     w0 = 1_796_308_683.213
@@ -536,7 +543,7 @@ def test_page_model_measures_real_gossip_delivery_from_wall():
 
 
 def test_page_model_credits_only_measured_changes():
-    """model.js folds `effect` events into its discoveries' credit, as swarm_node/credit.py words it:
+    """The model folds `effect` events into its discoveries' credit, as swarm_node/credit.py words it:
     a technique is named with its effect only when measured; the rest is "combined, not ablated"."""
     h = lambda c: c * 64  # noqa: E731 - state hashes
     block = "--- a/train.py\n+++ b/train.py\n@@ -12,4 +12,4 @@\n # hyperparameters\n"
@@ -578,7 +585,7 @@ def test_page_model_credits_only_measured_changes():
 
 
 def test_page_model_names_techniques_as_credit_py_does():
-    """model.js mirrors credit.py's table (its source of truth): the same diff lines give the same names."""
+    """model-credit.js mirrors credit.py's table (its source of truth): the same diff lines give the same names."""
     from swarm_node.credit import NAMES, TECHNIQUES, changes_from_diff, technique
     from swarm_node.research.hparams import format_literal
 

@@ -1,7 +1,8 @@
 """The dashboard's web app: the page, its static files and the event stream.
 
     /                   the page (static/index.html)
-    /static/...         app.js, model.js, style.css and the vendored libraries
+    /static/...         its scripts (model-*.js, app-*.js, app.js: the <script> tags of index.html,
+                        in order), style.css and the vendored libraries
     /api/meta           {"mode", "title", "count", "first", "follow"}: `count` events so far,
                         `first` the index of the oldest one still held (older ones were dropped)
     /api/events?since=N the events from index N on (from `first` when N is older), as a JSON
@@ -43,6 +44,14 @@ from starlette.staticfiles import StaticFiles
 
 STATIC = Path(__file__).parent / "static"
 BATCH = 500  # events per write on the stream
+# the page's files: index.html names each once, in the order the page loads them (the export inlines these)
+SCRIPT_TAG = re.compile(r'<script src="static/([^"<>]+)"></script>')
+STYLE_TAG = re.compile(r'<link rel="stylesheet" href="static/([^"<>]+)">')
+
+
+def page_scripts() -> list[str]:
+    """The page's scripts, paths under static/, in the order index.html loads them: the one list of them."""
+    return SCRIPT_TAG.findall((STATIC / "index.html").read_text(encoding="utf-8"))
 
 
 class EventStreamResponse(StreamingResponse):

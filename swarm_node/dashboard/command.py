@@ -18,7 +18,7 @@ from pathlib import Path
 
 import trio
 
-from .app import STATIC, WILDCARD_HOSTS, create_app
+from .app import SCRIPT_TAG, STATIC, STYLE_TAG, WILDCARD_HOSTS, create_app
 from .server import DEFAULT_PORT, serve
 from .sources import FileSource
 
@@ -126,16 +126,11 @@ def _inline_style(path: Path) -> str:
 def export_html(events: list[dict], out: Path, title: str) -> Path:
     """Write one HTML file with the dashboard and `events` in it: it plays like a replay, no server needed."""
     html = (STATIC / "index.html").read_text(encoding="utf-8")
-    for name in ("vendor/uplot/uPlot.min.css", "style.css"):
-        tag = f'<link rel="stylesheet" href="static/{name}">'
-        if tag not in html:
-            raise RuntimeError(f"index.html no longer links {name}")
-        html = html.replace(tag, _inline_style(STATIC / name))
-    for name in ("vendor/uplot/uPlot.iife.min.js", "vendor/cytoscape/cytoscape.min.js", "model.js", "app.js"):
-        tag = f'<script src="static/{name}"></script>'
-        if tag not in html:
-            raise RuntimeError(f"index.html no longer loads {name}")
-        html = html.replace(tag, _inline_script(STATIC / name))
+    # every file the page loads, in its place: index.html's tags are the one list of them
+    if html.count('"static/') != len(SCRIPT_TAG.findall(html)) + len(STYLE_TAG.findall(html)):
+        raise RuntimeError("index.html loads a static file by a tag the export does not inline")
+    html = STYLE_TAG.sub(lambda tag: _inline_style(STATIC / tag[1]), html)
+    html = SCRIPT_TAG.sub(lambda tag: _inline_script(STATIC / tag[1]), html)
     data = {"title": title, "exported": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "events": events}
     payload = f'<script id="swarm-data" type="application/json">{_inline_json(data)}</script>\n'
     first_script = html.index("<script>")
