@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import math
 import os
 import random
 import re
@@ -43,7 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from swarm_node.testing import NodeProcess, start_node, stop_processes, toy_target, wait_for  # noqa: E402
+from swarm_node.testing import NodeProcess, percentile, start_node, stop_processes, toy_target, wait_for  # noqa: E402
 
 SWARM_SIZE = 10
 RESEARCH_EXPERIMENTS = 3
@@ -56,11 +55,6 @@ CONVERGE_TIMEOUT_S = 300.0  # the swarm to agree on node1's best
 JOIN_TIMEOUT_S = 120.0  # one joiner to start from the best
 POLL_S = 0.02
 SYNCED = "starting from the swarm's best"
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def sha256_text(path: Path) -> str | None:

@@ -20,6 +20,7 @@ of the repository (an editable install), where the tests and benchmarks live.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -298,3 +299,19 @@ class NodeProcess:
 def start_node(folder: Path, name: str, *args: str, **options) -> NodeProcess:
     """A NodeProcess with its home at folder/name and its log at folder/name.log."""
     return NodeProcess(Path(folder) / name, Path(folder) / f"{name}.log", *args, name=name, **options)
+
+
+class NoSync:
+    """Sync provider for a host that knows no states: it answers every request with nothing."""
+
+    def best(self) -> dict:
+        return {}
+
+    def state_source(self, state: str) -> None:
+        return None
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
