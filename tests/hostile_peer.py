@@ -5,6 +5,9 @@ like any peer) that also hand-crafts pubsub messages which `SwarmNetwork.publish
 raw bytes, another peer's name as author, no signature, a forged signature, and the very same
 signed message twice. Crafted messages go straight into the pubsub stream to one peer, so neither
 this peer's validators nor its seen-message cache stand in the way.
+
+Identity is a fresh key whose messages a HostilePeer relays; BestServer a HostilePeer whose sync
+`best` answer the test chooses.
 """
 from __future__ import annotations
 
@@ -76,3 +79,47 @@ class HostilePeer:
         for msg in messages:
             gossipsub.send_rpc(ID.from_base58(peer), rpc_pb2.RPC(publish=[msg]))
             await trio.sleep(pause)
+
+
+class Identity:
+    """A fresh key: messages signed by it are relayed by a HostilePeer (GossipSub forwards others'
+    messages, so the forwarder is not the author)."""
+
+    def __init__(self):
+        self.key_pair = create_new_key_pair()
+        self.id = peer_id_of(self.key_pair)
+
+    def sign(self, topic: str, data: bytes) -> rpc_pb2.Message:
+        msg = rpc_pb2.Message(data=data, topicIDs=[topic], from_id=ID.from_base58(self.id).to_bytes(),
+                              seqno=os.urandom(8))
+        msg.signature = self.key_pair.private_key.sign(PUBSUB_SIGNING_PREFIX.encode() + msg.SerializeToString())
+        msg.key = self.key_pair.public_key.serialize()
+        return msg
+
+
+class BestServer(HostilePeer):
+    """A hostile peer whose sync `best` answer is chosen by the test (optionally after a delay)."""
+
+    def __init__(self, topics, best: dict | None = None, sources: dict | None = None, delay: float = 0.0):
+        super().__init__(topics, sources)
+        self.entries = dict(best or {})
+        self.delay = delay
+        self.best_asked = 0
+
+    def best(self):
+        self.best_asked += 1
+        if not self.delay:
+            return dict(self.entries)
+
+        async def later():
+            await trio.sleep(self.delay)
+            return dict(self.entries)
+        return later()
+
+
+async def send_batched(peer: HostilePeer, node: str, msgs: list, batch: int = 16, pause: float = 0.1) -> None:
+    """Several messages per RPC: the sender's per-peer queue holds 32 RPCs, not 32 messages."""
+    gossipsub = peer.net._gossipsub  # noqa: SLF001
+    for i in range(0, len(msgs), batch):
+        gossipsub.send_rpc(ID.from_base58(node), rpc_pb2.RPC(publish=msgs[i:i + batch]))
+        await trio.sleep(pause)

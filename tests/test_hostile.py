@@ -42,7 +42,7 @@ from swarm_node.p2p.identity import peer_id_of
 from swarm_node.p2p.network import ConnectError, SwarmNetwork
 from swarm_node.research.hparams import write_block
 from swarm_node.research.workspace import make_diff
-from swarm_node.testing import NodeProcess, peer_of, toy_target, until
+from swarm_node.testing import NoSync, NodeProcess, peer_of, toy_target, until
 
 NODE_ARGS = ["--tier", "cpu", "--budget", "1", "--listen", "/ip4/127.0.0.1/tcp/0", "--presence-interval", "1",
              "--max-experiments", "0"]
@@ -113,15 +113,6 @@ def _mid(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class _Nothing:
-    """The honest peer's sync provider: it knows no states."""
-
-    def best(self) -> dict:
-        return {}
-
-    def state_source(self, state: str) -> None:
-        return None
-
 
 SEEDS = range(5)  # the cpu tier's 3 decision and 2 confirmation seeds: a discovery must claim them all
 
@@ -142,7 +133,7 @@ async def _run_attack(a: Attack, address: str, head_src: str) -> None:
     research = bench.topic()
     topics = [PRESENCE_TOPIC, research]
     hostile, unsigned = HostilePeer(topics), HostilePeer(topics)
-    honest = SwarmNetwork(create_new_key_pair(), topics=topics, listen=[LOCAL], sync_provider=_Nothing())
+    honest = SwarmNetwork(create_new_key_pair(), topics=topics, listen=[LOCAL], sync_provider=NoSync())
     a.hostile, a.unsigned, a.honest = hostile.id, unsigned.id, honest.peer_id
     t0 = trio.current_time()
     async with trio.open_nursery() as nursery:

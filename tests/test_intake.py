@@ -13,7 +13,7 @@ from swarm_node.standing import Standing
 
 from conftest import TOY_TARGET
 from test_adoption import BASE, SEEDS, make_loop, value
-from test_messages import ALICE, BOB
+from wire_samples import ALICE, BOB
 
 CAROL = "12D3KooWH3uVF6wv47WnArKHk5p6cvgCJEb74UTmxztmQDc298L3"
 ME = "12D3KooW" + "Me" * 22

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from swarm_node.ledger import Ledger
-from test_messages import samples
+from wire_samples import samples
 
 
 def _key(**changes):
