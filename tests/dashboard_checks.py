@@ -12,6 +12,7 @@ Assertions read what a person sees: counters, table rows and their `data-*` attr
 """
 from __future__ import annotations
 
+import json
 import os
 import queue
 import threading
@@ -219,3 +220,12 @@ def assert_shows_swarm(page, peers: int, timeout: float = 30) -> dict:
     return {"discovery": row, "leaderboard": board, "counters": {
         name: counter(page, name) for name in ("peers", "links", "experiments", "keeps", "discoveries",
                                                "adoptions", "rejected")}}
+
+
+def line(event: dict) -> str:
+    """An event as one line of events.jsonl."""
+    return json.dumps(event) + "\n"
+
+
+def join(peer: str, t: float = 0.0) -> dict:
+    return {"type": "join", "t": t, "wall": 1.0 + t, "peer": peer, "tier": "cpu", "role": "init-norm"}
