@@ -78,7 +78,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     from .dashboard.command import add_dashboard_parser
-    from .dashboard.server import DEFAULT_PORT
+    from .dashboard.server import DEFAULT_HOST, DEFAULT_PORT
+    from .p2p.dialing import JOIN_LISTEN
     from .replay.commands import add_replay_parsers
     top = argparse.ArgumentParser(
         prog="swarm-node", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -110,13 +111,13 @@ def parser() -> argparse.ArgumentParser:
                    help="a peer to join through, with /p2p/<peer id> (repeatable)")
     # --listen, --dashboard-host, --presence-interval: unset unless given, so NodeOptions' defaults apply
     p.add_argument("--listen", action="append", metavar="MULTIADDR",
-                   help="where to accept peers (repeatable; default /ip4/0.0.0.0/tcp/4001)")
+                   help=f"where to accept peers (repeatable; default {JOIN_LISTEN})")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="adopt peers' discoveries without re-measuring them (default: re-measure)")
     p.add_argument("--dashboard", nargs="?", const=DEFAULT_PORT, type=int, metavar="PORT",
                    help=f"serve the gossip dashboard from this node (default port {DEFAULT_PORT})")
     p.add_argument("--dashboard-host",
-                   help="dashboard address (default 127.0.0.1). The page answers only requests addressed to "
+                   help=f"dashboard address (default {DEFAULT_HOST}). The page answers only requests addressed to "
                         "localhost, a loopback or IP address, or this host, so a web page cannot read it "
                         "through DNS rebinding")
     p.add_argument("--presence-interval", type=float, metavar="S", help="heartbeat period")

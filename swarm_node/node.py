@@ -17,6 +17,8 @@ import trio
 from . import status_file
 from .events import EventLog, discovery_id
 from .messages import PRESENCE_TOPIC, Adoption, Best, Claim, Discovery, Presence, Result, state_hash
+from .dashboard.server import DEFAULT_HOST
+from .p2p.dialing import JOIN_LISTEN
 from .p2p.identity import load_or_create_identity
 from .p2p.network import SwarmNetwork
 from .p2p.offenses import OFFENSES as NETWORK_OFFENSES
@@ -54,7 +56,7 @@ class Delivery:
 
 @dataclass
 class NodeOptions:
-    listen: list[str] = field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"])
+    listen: list[str] = field(default_factory=lambda: [JOIN_LISTEN])
     bootstrap: list[str] = field(default_factory=list)
     verify: bool = True
     max_experiments: int | None = None
@@ -62,7 +64,7 @@ class NodeOptions:
     republish_discoveries: bool = True  # a second copy 2 s later (the replay's barrier makes it moot)
     first_contact_wait: float = 10.0  # how long a node with --bootstrap waits for peers before researching
     dashboard_port: int | None = None
-    dashboard_host: str = "127.0.0.1"
+    dashboard_host: str = DEFAULT_HOST
     quotas: dict | None = field(default_factory=lambda: dict(DEFAULT_QUOTAS))  # per-author gossip quotas; None: off
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import trio
 
 from .app import SCRIPT_TAG, STATIC, STYLE_TAG, WILDCARD_HOSTS, create_app
-from .server import DEFAULT_PORT, serve
+from .server import DEFAULT_HOST, DEFAULT_PORT, serve
 from .sources import FileSource
 
 EVENTS_FILE = "events.jsonl"
@@ -30,13 +30,13 @@ def add_dashboard_parser(subparsers) -> argparse.ArgumentParser:
         "dashboard", help="serve the swarm dashboard for a node's home or a replay",
         description="Serve the dashboard: the peer graph with discoveries spreading through it, spread "
                     "curves, the leaderboard per tier, the best val_bpb over time and the experiment feed. "
-                    "It works offline and listens on 127.0.0.1 unless --host says otherwise.")
+                    f"It works offline and listens on {DEFAULT_HOST} unless --host says otherwise.")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--home", metavar="DIR", help="follow the node whose home is DIR (default: "
                         "$SWARM_NODE_HOME or ~/.swarm-node); works while the node runs in another process")
     source.add_argument("--replay", metavar="DIR", help="play the events.jsonl of a replay in DIR "
                         "(or that file itself), with a time scrubber and play speed")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}; "
                    "0.0.0.0 exposes the dashboard to your network). Against DNS rebinding the dashboard "
                    "answers only requests addressed to localhost, 127.0.0.1, [::1] or this address; "
                    "with 0.0.0.0 or :: it answers requests addressed to any IP address or to this "

@@ -24,9 +24,10 @@ def _bind(host: str, port: int) -> str:
 
 
 DEFAULT_PORT = 8765
+DEFAULT_HOST = "127.0.0.1"  # this machine only: other addresses expose the dashboard to the network
 
 
-async def serve(app, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+async def serve(app, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                 task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve `app` until cancelled; reports the URL it listens on (the real port when port=0)."""
     config = Config()

@@ -10,6 +10,7 @@ import ipaddress
 
 import multiaddr
 
+JOIN_LISTEN = "/ip4/0.0.0.0/tcp/4001"  # where `join` accepts peers unless --listen says otherwise
 _DIAL_HOST_PROTOCOLS = frozenset({"ip4", "ip6", "dns", "dns4", "dns6"})
 
 
