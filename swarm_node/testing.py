@@ -205,6 +205,7 @@ def stop_processes(procs: Iterable[subprocess.Popen], sig: int = signal.SIGINT,
     """Send `sig` to each process still running (SIGINT: how `join` is meant to be stopped), then
     wait up to `timeout` s for each, SIGKILL it if it has not exited and wait again. Only these PIDs."""
     procs = list(procs)
+    children = [child for proc in procs if proc.poll() is None for child in _children(proc.pid)]
     for proc in procs:
         if proc.poll() is None:
             proc.send_signal(sig)
@@ -214,7 +215,32 @@ def stop_processes(procs: Iterable[subprocess.Popen], sig: int = signal.SIGINT,
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=timeout)
+    for pid, started in children:  # a training run in its own session outlives a node killed with -9
+        if _started(pid) == started:  # the same process, not a later one given its PID
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     return [proc.returncode for proc in procs]
+
+
+def _children(pid: int) -> list[tuple[int, str | None]]:
+    """The direct children of a process we started, with their start times (Linux /proc)."""
+    found: list[tuple[int, str | None]] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [(int(c), _started(int(c))) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _started(pid: int) -> str | None:
+    """A process's start time in clock ticks since boot (/proc/PID/stat field 22), None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = STOP_TIMEOUT_S) -> int | None:
