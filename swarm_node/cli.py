@@ -183,7 +183,7 @@ def cmd_run(args) -> int:
     research = setup(_options(args), observer=progress)
     loop = research.loop
     log.info("solo research", tier=research.tier.name, role=research.tier.role,
-             budget=_budget_label(research.bench.model_dump()), corpus=research.corpus.name, home=str(research.home.root))
+             budget=research.loop.settings.budget.label(), corpus=research.corpus.name, home=str(research.home.root))
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -237,7 +237,7 @@ def cmd_join(args) -> int:
                        dashboard_port=args.dashboard, **{k: v for k, v in given.items() if v is not None})
     node = Node(research, opts, observer=progress)
     log.info("joining the swarm", peer=node.peer_id, tier=research.tier.name, role=research.tier.role,
-             budget=_budget_label(research.bench.model_dump()), home=str(research.home.root))
+             budget=research.loop.settings.budget.label(), home=str(research.home.root))
 
     failed: list[BaselineFailed] = []
 
@@ -271,6 +271,7 @@ def cmd_status(args) -> int:
     import time
 
     from .home import Home
+    from .research.target import budget_text
     home = Home.from_env(args.home)
     path = home.status_file
     if not path.exists():
@@ -287,7 +288,7 @@ def cmd_status(args) -> int:
     print(f"node       {data['peer_id']} ({state}, research {data['research']})")
     for addr in data["listen_addrs"]:
         print(f"listening  {addr}")
-    print(f"tier       {data['tier']} ({data['role']}), budget {_budget_label(data['bench'])}")
+    print(f"tier       {data['tier']} ({data['role']}), budget {budget_text(data['bench'])}")
     peers = ", ".join(f"{p['peer'][:12]}…({p['tier'] or '?'})" for p in data["connected_peers"]) or "none"
     print(f"peers      {len(data['connected_peers'])} connected: {peers}; {data['known_peers']} known")
     if data["head"]:
@@ -305,12 +306,6 @@ def cmd_status(args) -> int:
     rejected = ", ".join(f"{r} {n}" for r, n in data["rejected"].items()) or "none"
     print(f"rejected   {rejected}")
     return 0
-
-
-def _budget_label(bench: dict) -> str:
-    if bench.get("unit", "seconds") == "flops":
-        return f"{bench['budget']:.3g} FLOPs"
-    return f"{bench['budget']} s"
 
 
 def _alive(pid: int) -> bool:

@@ -69,11 +69,6 @@ class BenchKey(_Model):
     device: Literal["cpu", "cuda", "mps"]
     torch: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z.]{1,32}$")]  # torch's version without its build tag, "2.13.0"
 
-    def label(self) -> str:
-        """Short stable key for logs, ledgers and dashboards."""
-        amount = f"{self.budget:.3g}flops" if self.unit == "flops" else f"{self.budget}s"
-        return f"{self.target}/{self.corpus[:16]}/{self.tier}/{amount}/{self.device}/torch{self.torch}"
-
     def topic(self) -> str:
         return research_topic(self.target, self.corpus)
 

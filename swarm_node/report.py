@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .credit import changes, changes_from_diff, credit, found  # noqa: E402
 from .research.decision import PairedNoise  # noqa: E402
-from .research.target import describe_bench  # noqa: E402
+from .research.target import budget_text, describe_bench  # noqa: E402
 from .status import DECIDED, HEADS, Status  # noqa: E402
 
 KEPT = HEADS
@@ -173,7 +173,7 @@ def write_report(ledger, out: Path) -> tuple[Path, Path]:
     bench = ledger.get_meta("bench")
     title = "swarm-node: val_bpb per experiment"
     if bench:
-        title += f" ({bench['target']}, {bench['tier']} tier, {bench['budget']} s budget)"
+        title += f" ({bench['target']}, {bench['tier']} tier, {budget_text(bench)} budget)"
     png, md = out / "progress.png", out / "report.md"
     draw_progress([e for e in experiments if e["status"] not in (Status.RUNNING, Status.REFUSED)], png, title)
     keeps = [{**e, "changes": keep_changes(ledger, e)} for e in experiments if e["status"] in CREDITED]

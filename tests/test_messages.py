@@ -99,8 +99,6 @@ def test_topics():
     )
     # every tier, budget, unit, device and torch of one target+corpus shares one research topic
     assert CPU.topic() == GPU.topic() == SOLO.topic() == research_topic("tinygpt", CORPUS)
-    assert CPU.label() == f"tinygpt/{CORPUS[:16]}/cpu/3e+13flops/cpu/torch2.13.0"
-    assert SOLO.label() == f"tinygpt/{CORPUS[:16]}/cpu/300s/cpu/torch2.13.0"
 
 
 def test_tolerant_decoding_of_other_spellings():

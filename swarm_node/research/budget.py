@@ -39,4 +39,9 @@ class Budget:
         return {"SWARM_TIME_BUDGET": repr(float(self.amount))}
 
     def label(self) -> str:
-        return f"{self.amount:.3g} FLOPs" if self.mode == "compute" else f"{self.amount:g} s"
+        return amount_text(self.amount, self.unit)
+
+
+def amount_text(amount: float, unit: str) -> str:
+    """A budget for people: "4.5e+11 FLOPs", "300 s" (`unit` as the benchmark key names it)."""
+    return f"{amount:.3g} FLOPs" if unit == "flops" else f"{amount:g} s"

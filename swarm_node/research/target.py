@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..messages import BenchKey
-from .budget import Budget
+from .budget import Budget, amount_text
 from .hparams import read_block, write_block
 from .workspace import file_sha256
 
@@ -63,10 +63,14 @@ def bench_key(target: str, corpus_sha256: str, budget: Budget, tier: str, device
 
 def describe_bench(bench: dict) -> str:
     """A benchmark key as stored in a ledger's meta (older ledgers lack some fields), for people."""
-    unit = bench.get("unit", "seconds")  # a ledger from before compute budgets holds seconds
-    amount = f"{bench['budget']:.3g} FLOPs" if unit == "flops" else f"{bench['budget']} s"
-    return (f"target {bench['target']}, corpus {bench['corpus'][:12]}, tier {bench['tier']}, budget {amount}, "
+    return (f"target {bench['target']}, corpus {bench['corpus'][:12]}, tier {bench['tier']}, "
+            f"budget {budget_text(bench)}, "
             f"device {bench.get('device', '?')}, torch {bench.get('torch', '?')}")
+
+
+def budget_text(bench: dict) -> str:
+    """A stored benchmark key's budget for people (a ledger from before compute budgets holds seconds)."""
+    return amount_text(bench["budget"], bench.get("unit", "seconds"))
 
 
 @functools.cache
