@@ -1,11 +1,17 @@
+import os
 import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import trio
 
 from swarm_node.research.budget import Budget
-from swarm_node.research.runner import HarnessChanged, SubprocessRunner, parse_summary
+from swarm_node.research.runner import ORPHAN_GRACE_S, HarnessChanged, SubprocessRunner, parse_summary
 from swarm_node.research.workspace import file_sha256
+from swarm_node.testing import _children, _started, stop_process, wait_for
 
 from conftest import TOY_TARGET
 
@@ -95,3 +101,31 @@ def test_a_run_past_max_seconds_is_too_slow_for_the_tier(tmp_path):
 def test_the_runner_takes_only_a_budget_object(tmp_path):
     with pytest.raises(TypeError, match="Budget"):
         make_runner(tmp_path, "print(1)", budget=60)
+
+
+def test_a_run_ends_by_itself_after_its_node_is_killed(tmp_path):
+    """A run has a session of its own, so a node killed with -9 cannot end it; its own wall limit
+    (`timeout`, max_seconds + ORPHAN_GRACE_S) does. The node here is a process that measures a
+    train.py that never ends, killed with -9 while the run is going."""
+    node = tmp_path / "node.py"
+    node.write_text(f"""
+import sys, trio
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from test_runner import make_runner
+from swarm_node.research.budget import Budget
+runner = make_runner(Path({str(tmp_path)!r}), "import time; time.sleep(600)", Budget("compute", 1e9, 3))
+trio.run(runner.measure, "import time; time.sleep(600)", 0)
+""")
+    proc = subprocess.Popen([sys.executable, str(node)], cwd=tmp_path)
+    run = None
+    try:
+        run = wait_for(lambda: _children(proc.pid), 30, "the node started no run", poll=0.05)[0]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert _started(run[0]) == run[1], "the run ended with its node: nothing to test"
+        wait_for(lambda: _started(run[0]) != run[1], 3 + ORPHAN_GRACE_S + 15, "the orphaned run is still going")
+    finally:
+        stop_process(proc, signal.SIGKILL)
+        if run is not None and _started(run[0]) == run[1]:  # the run this test's node started, by PID
+            os.killpg(run[0], signal.SIGKILL)

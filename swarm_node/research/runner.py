@@ -1,8 +1,9 @@
 """Run one training of train.py in a sandboxed subprocess and read its summary block.
 
 The budget (budget.py) reaches train.py as SWARM_* variables; the harness counts it. The sandbox:
-a scrubbed environment, a wall-clock limit (the budget's max_seconds), an address-space
-limit on CPU runs, its own process group (killed whole on timeout or cancel) and, where Linux lets
+a scrubbed environment, a wall-clock limit (the budget's max_seconds; and, on Linux, `timeout`
+a little later, for a run whose node was killed), an address-space limit on CPU runs, its own
+process group (killed whole on timeout or cancel) and, where Linux lets
 an unprivileged or root user make one, an empty network namespace (`unshare --net`). It is not a
 security boundary against a determined attacker: the code still runs as the node's user and can
 read that user's files. That is why peers' code diffs are refused unless explicitly allowed.
@@ -63,6 +64,18 @@ def _no_network_prefix() -> tuple[str, ...]:
         except (OSError, subprocess.SubprocessError):
             continue
     return ()
+
+
+ORPHAN_GRACE_S = 5  # after the node's own deadline, so that a live node always ends its run first
+
+
+def _wall_limit_prefix(seconds: float) -> tuple[str, ...]:
+    """GNU `timeout`, so a run ends even when its node was killed with -9 and cannot end it (the
+    run has a session of its own); the node's own deadline comes first. Else nothing."""
+    exe = shutil.which("timeout")
+    if not exe or not sys.platform.startswith("linux"):
+        return ()
+    return (exe, "--kill-after=5", str(int(seconds) + ORPHAN_GRACE_S))
 
 
 MEMORY_LIMIT_GB = 8.0  # address-space limit of a CPU training run (a runaway model must not take the machine)
@@ -129,7 +142,7 @@ class SubprocessRunner:
         if self.workspace.joinpath("train.py").read_text() != train_py:
             raise RuntimeError("workspace train.py is not the state being measured (commit it first)")
         log_path = self.scratch / "last-run.log"
-        cmd = [*_no_network_prefix(), sys.executable, "train.py"]
+        cmd = [*_no_network_prefix(), *_wall_limit_prefix(self.timeout), sys.executable, "train.py"]
         start = time.monotonic()
         with open(log_path, "wb") as log:
             proc = await trio.lowlevel.open_process(
