@@ -217,8 +217,8 @@ def stop_processes(procs: Iterable[subprocess.Popen], sig: int = signal.SIGINT,
             proc.wait(timeout=timeout)
     for pid, started in children:  # a training run in its own session outlives a node killed with -9
         if _started(pid) == started:  # the same process, not a later one given its PID
-            try:
-                os.kill(pid, signal.SIGKILL)
+            try:  # its whole group when it leads one (a run: `timeout` and the trainer under it)
+                os.killpg(pid, signal.SIGKILL) if os.getpgid(pid) == pid else os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
     return [proc.returncode for proc in procs]
