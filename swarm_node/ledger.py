@@ -16,6 +16,8 @@ from pathlib import Path
 from .messages import BenchKey
 from .status import Status
 
+MAX_CLAIM_ROWS = 4096  # peers' claims remembered across a restart (research/hearsay.py holds as many live)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS states (
@@ -253,6 +255,9 @@ class Ledger:
         with self.transaction() as tx:
             tx.execute(f"INSERT OR {verb} INTO foreign_states(state, bench, author, kind, status, val_bpb, ts)"
                        " VALUES (?,?,?,?,?,?,?)", (state, _key(bench), author, kind, status, val_bpb, time.time()))
+            if kind == "claim":  # claims are free to make: keep the newest few, as the claim book does
+                tx.execute("DELETE FROM foreign_states WHERE kind = 'claim' AND rowid NOT IN (SELECT rowid FROM"
+                           " foreign_states WHERE kind = 'claim' ORDER BY ts DESC, rowid DESC LIMIT ?)", (MAX_CLAIM_ROWS,))
 
     def measured_by_peers(self, bench: BenchKey) -> set[str]:
         """States peers measured in our key (their results and discoveries): not measured again here."""

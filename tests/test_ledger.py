@@ -118,3 +118,17 @@ def test_a_ledger_without_the_effects_table_gains_it(tmp_path):
     ledger.record_effect(bench=_key(), state="s", parent=None, name="INIT", value="kaiming", effect=0.1, se=0.01,
                          seeds=[0], kind="single")
     assert ledger.effects(_key())[0]["name"] == "INIT"
+
+
+def test_peers_claims_kept_in_the_ledger_are_bounded(tmp_path, monkeypatch):
+    """Claims cost a peer nothing: only the newest MAX_CLAIM_ROWS outlive a flood."""
+    import swarm_node.ledger as ledger_module
+    monkeypatch.setattr(ledger_module, "MAX_CLAIM_ROWS", 10)
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    bench = _key(tier="cpu")
+    for i in range(25):
+        ledger.record_foreign_state(state=f"{i:064x}", bench=bench, author=f"sybil-{i}", kind="claim")
+    ledger.record_foreign_state(state="r" * 64, bench=bench, author="peer", kind="result", status="keep", val_bpb=2.0)
+    claims = ledger.claims(bench, since=0)
+    assert len(claims) == 10 and {c["state"] for c in claims} == {f"{i:064x}" for i in range(15, 25)}
+    assert ledger.measured_by_peers(bench) == {"r" * 64}  # results are not claims: untouched
