@@ -110,7 +110,7 @@ class Node:
     def state_source(self, state: str) -> str | None:
         return self.ledger.state_source(state)
 
-    # --- what the intake needs of the swarm (research/intake.py: Swarm) -------------------------
+    # --- what the intake needs of the swarm (research/swarm.py: Swarm) --------------------------
 
     def reject(self, reason: str, peer: str, msg) -> None:
         """Every refused message or discovery, on the trio thread (SQLite: one quick insert)."""
@@ -132,9 +132,8 @@ class Node:
         found = await self.net.request_state_any(peers, state)
         return found[0] if found else None
 
-    async def adopted(self, d: Discovery, adoption: Adoption) -> None:
-        self.events.emit("adoption", id=discovery_id(d.bench.tier, d.state), peer=self.peer_id, tier=self.bench.tier,
-                         state=adoption.state, val_bpb=adoption.val_bpb, verified=adoption.verified)
+    async def adopted(self, adoption: Adoption) -> None:
+        self._adoption_event(adoption)
         await self.publish(adoption)
 
     # --- running --------------------------------------------------------------------------------
@@ -243,18 +242,24 @@ class Node:
         if isinstance(msg, Discovery) and facts:
             self._discovery_events(msg, peer)
         elif isinstance(msg, Adoption) and facts and not self.shared_events:
-            self.events.emit("adoption", id=discovery_id(msg.bench.tier, msg.discovery_state), peer=msg.author,
-                             tier=msg.bench.tier, state=msg.state, val_bpb=msg.val_bpb, verified=msg.verified)
+            self._adoption_event(msg)
         self.intake.take(msg, new=bool(facts))
 
     def _discovery_events(self, d: Discovery, peer: str) -> None:
         if not self.shared_events:
-            self.events.emit("discovery", id=discovery_id(d.bench.tier, d.state), peer=d.author, tier=d.bench.tier,
-                             state=d.state, parent=d.parent, val_bpb=d.val_bpb, test_bpb=d.test_bpb,
-                             description=d.description, diff=d.diff)
+            self.discovery_event(d)
         self.events.emit("receipt", id=discovery_id(d.bench.tier, d.state), peer=self.peer_id, **{"from": peer})
         log.info("discovery received", author=d.author[:16], tier=d.bench.tier, val_bpb=d.val_bpb,
                  description=d.description)
+
+    def discovery_event(self, d: Discovery) -> None:
+        self.events.emit("discovery", id=discovery_id(d.bench.tier, d.state), peer=d.author, tier=d.bench.tier,
+                         state=d.state, parent=d.parent, val_bpb=d.val_bpb, test_bpb=d.test_bpb,
+                         description=d.description, diff=d.diff)
+
+    def _adoption_event(self, a: Adoption) -> None:
+        self.events.emit("adoption", id=discovery_id(a.bench.tier, a.discovery_state), peer=a.author,
+                         tier=a.bench.tier, state=a.state, val_bpb=a.val_bpb, verified=a.verified)
 
     # --- research -------------------------------------------------------------------------------
 
@@ -350,9 +355,7 @@ class Publisher(Observer):
         await self.inner.discovery(record, noise)
         n = self.node
         d = share_keep(n.loop, record, noise)
-        n.events.emit("discovery", id=discovery_id(n.bench.tier, d.state), peer=n.peer_id, tier=n.bench.tier,
-                      state=d.state, parent=d.parent, val_bpb=d.val_bpb, test_bpb=d.test_bpb,
-                      description=d.description, diff=d.diff)
+        n.discovery_event(d)
         await n.publish(d)
         if n.opts.republish_discoveries:
             n.nursery.start_soon(n.publish_again, d)

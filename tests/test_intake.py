@@ -48,7 +48,7 @@ class Network:
     async def fetch_state(self, state, prefer):
         return self.states.get(state)
 
-    async def adopted(self, d, adoption):
+    async def adopted(self, adoption):
         self.adoptions.append(adoption)
 
 

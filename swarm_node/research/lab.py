@@ -7,13 +7,13 @@ from __future__ import annotations
 import structlog
 import trio
 
+from ..messages import state_hash
 from ..status import Status
 from .hearsay import Hearsay
 from .hparams import read_block
 from .proposers.base import Proposal
 from .records import ExperimentRecord, LoopSettings, Observer, mean
 from .runner import RunOutcome
-from ..messages import state_hash
 from .workspace import Workspace
 
 log = structlog.get_logger("swarm_node.lab")
